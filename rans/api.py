@@ -1,0 +1,236 @@
+"""The public functions: one tensor to bytes and back, many tensors to a file and back."""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import tempfile
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import codec, container, dtypes
+from .constants import DEFAULT_CHUNK
+from .errors import InvalidArgumentError
+from .reference.coder import check_chunk
+
+PathLike = str | os.PathLike
+
+
+def _as_array(obj: Any, what: str) -> np.ndarray:
+    """A NumPy view of ``obj`` (an array, a CPU torch tensor, or anything ``np.asarray`` takes)."""
+    if type(obj).__module__.startswith("torch"):
+        obj = _torch_to_numpy(obj)
+    try:
+        array = np.asarray(obj)
+    except Exception as e:  # noqa: BLE001 - whatever the object raises, the argument is bad
+        raise InvalidArgumentError(f"{what} cannot be read as an array: {e}") from None
+    dtypes.name_of(array.dtype)
+    return array
+
+
+def _torch_to_numpy(tensor: Any) -> np.ndarray:
+    import torch
+
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):
+        name = {torch.bfloat16: "BF16", torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}[tensor.dtype]
+        bits = torch.int16 if tensor.dtype == torch.bfloat16 else torch.uint8
+        return tensor.view(bits).numpy().view(dtypes.DTYPES[name])
+    return tensor.numpy()
+
+
+def _buffer(data: Any) -> memoryview:
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise InvalidArgumentError(f"data must be bytes-like, not {type(data).__name__}") from None
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK) -> bytes:
+    """Compress one tensor losslessly into bytes.
+
+    Examples
+    --------
+    >>> import numpy as np, ml_dtypes, rans
+    >>> w = (np.random.default_rng(0).normal(0, 0.02, 1 << 16)).astype(ml_dtypes.bfloat16)
+    >>> data = rans.compress(w)
+    >>> round(w.nbytes / len(data), 2)
+    1.51
+    >>> bool((rans.decompress(data).view(np.uint16) == w.view(np.uint16)).all())
+    True
+
+    Parameters
+    ----------
+    array : array-like
+        A NumPy array (bf16 and fp8 through ``ml_dtypes``), a CPU torch
+        tensor, or anything :func:`numpy.asarray` accepts, of a dtype in
+        :data:`rans.dtypes.DTYPES`.
+    chunk_size : int
+        Symbols per chunk, a multiple of 128 (default 32768). Smaller chunks
+        give more parallelism and a slightly larger output.
+
+    Returns
+    -------
+    bytes
+        A rans file holding one tensor with an empty name.
+
+    Raises
+    ------
+    rans.InvalidArgumentError
+        The dtype is not supported or the chunk size is invalid.
+    """
+    check_chunk(chunk_size)
+    entry, sections = codec.encode_tensor(_as_array(array, "array"), "", chunk_size)
+    out = io.BytesIO()
+    container.write(out, [entry], [sections], None)
+    return out.getvalue()
+
+
+def decompress(data: Any) -> np.ndarray:
+    """Decompress bytes made by :func:`compress` into a NumPy array.
+
+    Examples
+    --------
+    >>> import numpy as np, rans
+    >>> rans.decompress(rans.compress(np.arange(6, dtype=np.int32).reshape(2, 3)))
+    array([[0, 1, 2],
+           [3, 4, 5]], dtype=int32)
+
+    Parameters
+    ----------
+    data : bytes-like
+        A rans file holding exactly one tensor.
+
+    Returns
+    -------
+    numpy.ndarray
+        The tensor, with its dtype and shape.
+
+    Raises
+    ------
+    rans.NotRansDataError, rans.UnsupportedVersionError, rans.CorruptDataError
+        The data is not a rans file, is of another version, or is damaged.
+    rans.InvalidArgumentError
+        The data holds more or fewer than one tensor (use :func:`load_file`).
+    """
+    buf = _buffer(data)
+    header = container.read_header(buf)
+    if len(header.entries) != 1:
+        raise InvalidArgumentError(f"data holds {len(header.entries)} tensors, not one; use rans.load_file")
+    return codec.decode_tensor(header.entries[0], buf)
+
+
+def save_file(
+    tensors: Mapping[str, Any],
+    path: PathLike,
+    metadata: Mapping[str, str] | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> None:
+    """Compress named tensors into a file, atomically.
+
+    The file is written to a temporary name in the same directory and
+    renamed over ``path`` only once complete, so an interrupted run never
+    leaves a partial file behind.
+
+    Examples
+    --------
+    >>> import numpy as np, rans, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "weights.rans")
+    >>> rans.save_file({"w": np.ones((2, 2), np.float16)}, path, {"origin": "doc"})
+    >>> rans.load_file(path)["w"]
+    array([[1., 1.],
+           [1., 1.]], dtype=float16)
+
+    Parameters
+    ----------
+    tensors : mapping of str to array-like
+        The tensors, by name; written in the mapping's order.
+    path : str or os.PathLike
+        Where to write.
+    metadata : mapping of str to str, optional
+        Free-form text metadata stored in the header.
+    chunk_size : int
+        Symbols per chunk, as in :func:`compress`.
+    """
+    check_chunk(chunk_size)
+    if not isinstance(tensors, Mapping):
+        raise InvalidArgumentError("tensors must be a mapping of names to arrays")
+    if metadata is not None and not (
+        isinstance(metadata, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    ):
+        raise InvalidArgumentError("metadata must map strings to strings")
+    entries, sections = [], []
+    for name, value in tensors.items():
+        if not isinstance(name, str):
+            raise InvalidArgumentError(f"tensor names must be strings, not {type(name).__name__}")
+        entry, blobs = codec.encode_tensor(_as_array(value, f"tensor {name!r}"), name, chunk_size)
+        entries.append(entry)
+        sections.append(blobs)
+    write_atomic(path, lambda f: container.write(f, entries, sections, dict(metadata) if metadata else None))
+
+
+def write_atomic(path: PathLike, fill: Any) -> None:
+    """Call ``fill(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fill(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def load_file(path: PathLike) -> dict[str, np.ndarray]:
+    """Read every tensor of a file written by :func:`save_file`.
+
+    Examples
+    --------
+    >>> import numpy as np, rans, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.rans")
+    >>> rans.save_file({"a": np.arange(3, dtype=np.uint8)}, path)
+    >>> rans.load_file(path)
+    {'a': array([0, 1, 2], dtype=uint8)}
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; it is memory-mapped, not read whole.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The tensors in file order.
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return _load(memoryview(b""))
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                return _load(view)
+            finally:
+                view.release()
+
+
+def load_metadata(path: PathLike) -> dict[str, str]:
+    """The user metadata stored in a file's header (reads the header only)."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        try:
+            return container.read_header(view).metadata
+        finally:
+            view.release()
+
+
+def _load(buf: memoryview) -> dict[str, np.ndarray]:
+    header = container.read_header(buf)
+    return {entry.name: codec.decode_tensor(entry, buf) for entry in header.entries}

@@ -1,0 +1,97 @@
+"""Tensors to planes to sections and back: where the dtype layer meets the coder.
+
+For each plane the writer picks the cheapest mode: ``"const"`` when every
+byte is the same, ``"coded"`` when the estimated coded size is below the
+raw size, else ``"raw"``. When no plane of the dtype's preferred split
+would be coded or constant, the tensor is stored as one raw plane (split
+``"none"``), which keeps tiny tensors tiny. The estimate uses integers only,
+so every backend makes the same choice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import container, dtypes
+from .constants import LANES, M
+from .errors import ChecksumError, CorruptDataError, RansError
+from .reference import coder, tables
+
+_COST_FRACTION_BITS = 16
+_COST = np.zeros(M + 1, dtype=np.int64)
+_COST[1:] = np.round(np.log2(M / np.arange(1, M + 1)) * (1 << _COST_FRACTION_BITS)).astype(np.int64)
+"""``_COST[f]``: bits a symbol of frequency ``f`` costs, in units of 2**-16 bit."""
+
+
+def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, table_bytes: int) -> int:
+    """Estimated size in bytes of a coded section: table, states, counts and words."""
+    n_chunks = -(-n // chunk)
+    bits = int((counts * _COST[freq]).sum()) >> _COST_FRACTION_BITS
+    return -(-table_bytes // 4) * 4 + (4 * LANES + 4) * n_chunks + -(-bits // 8)
+
+
+def _plan_plane(plane: np.ndarray, chunk: int) -> tuple[str, np.ndarray | None]:
+    """The mode for one plane, and its frequency table if it is to be coded."""
+    if plane.size == 0:
+        return "raw", None
+    counts = tables.count(plane)
+    if np.count_nonzero(counts) == 1:
+        return "const", None
+    freq = tables.quantize(counts)
+    table_bytes = len(tables.serialize(freq))
+    if estimate_coded(counts, freq, plane.size, chunk, table_bytes) < plane.size:
+        return "coded", freq
+    return "raw", None
+
+
+def encode_tensor(array: np.ndarray, name: str, chunk: int) -> tuple[container.Entry, list[bytes]]:
+    """Split, plan and code one tensor; return its header entry and its sections."""
+    dtype = dtypes.name_of(array.dtype)
+    array = np.ascontiguousarray(array, dtype=dtypes.DTYPES[dtype])
+    for split in dtypes.splits_of(dtype):
+        planes = dtypes.split(array, split)
+        plans = [_plan_plane(p, chunk) for p in planes]
+        if split == "none" or any(mode != "raw" for mode, _ in plans):
+            break
+    entry = container.Entry(name, dtype, tuple(int(d) for d in array.shape), split)
+    sections = []
+    for plane, (mode, freq) in zip(planes, plans):
+        if mode == "const":
+            entry.planes.append(container.Plane("const", value=int(plane[0])))
+            continue
+        blob = coder.encode(plane, chunk, freq) if mode == "coded" else plane.tobytes()
+        entry.planes.append(container.Plane(mode, length=len(blob), crc=container.crc32(blob), chunk=chunk if mode == "coded" else 0))
+        sections.append(blob)
+    return entry, sections
+
+
+def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) -> np.ndarray:
+    """Decode one tensor whose entry came from :func:`container.read_header` over ``buf``.
+
+    With ``verify`` (the default) each section's CRC-32 is checked first.
+    Errors name the tensor and the plane.
+    """
+    symbols = dtypes.plane_length(entry.dtype, entry.split, entry.size)
+    planes = []
+    for j, plane in enumerate(entry.planes):
+        where = f"planes[{j}]"
+        try:
+            planes.append(_decode_plane(plane, buf, symbols, where, verify))
+        except RansError as e:
+            raise e.at(tensor=entry.name, field=where) from None
+        except MemoryError:
+            raise CorruptDataError(f"no memory for {symbols} symbols", tensor=entry.name, field=where) from None
+    if entry.dtype == "BOOL" and planes and planes[0].size and int(planes[0].max()) > 1:
+        raise CorruptDataError("a BOOL element is neither 0 nor 1", tensor=entry.name, field="planes[0]")
+    return dtypes.join(planes, entry.dtype, entry.split, entry.shape)
+
+
+def _decode_plane(plane: container.Plane, buf: memoryview, symbols: int, where: str, verify: bool) -> np.ndarray:
+    if plane.mode == "const":
+        return np.full(symbols, plane.value, dtype=np.uint8)
+    section = buf[plane.offset : plane.offset + plane.length]
+    if verify and container.crc32(section) != plane.crc:
+        raise ChecksumError("section checksum mismatch", field=where)
+    if plane.mode == "raw":
+        return np.frombuffer(section, dtype=np.uint8).copy()
+    return coder.decode(section, symbols, plane.chunk, field=where)

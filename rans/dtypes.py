@@ -1,0 +1,129 @@
+"""The dtype layer: split a tensor into byte planes and join them back.
+
+It knows element layouts and nothing of coding. A *split* names how a
+tensor's elements become planes (``docs/FORMAT.md``, "Plane splits"):
+
+``"none"``
+    One plane: the tensor's bytes in memory order, little-endian.
+``"bytes"``
+    One plane per byte of the element: plane ``j`` holds byte ``j``
+    (little-endian) of every element.
+``"float"``
+    For ``BF16`` and ``F32``, whose exponent is 8 bits: plane 0 is the
+    exponent, plane 1 the sign bit over the 7 high mantissa bits, and for
+    ``F32`` planes 2 and 3 the middle and low mantissa bytes.
+
+Examples
+--------
+>>> import numpy as np
+>>> from rans import dtypes
+>>> x = np.array([1.0, -2.5], dtype=np.float32)
+>>> planes = dtypes.split(x, "float")
+>>> [p.tolist() for p in planes]
+[[127, 128], [0, 160], [0, 0], [0, 0]]
+>>> dtypes.join(planes, "F32", "float", (2,)).tolist()
+[1.0, -2.5]
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import ml_dtypes
+import numpy as np
+
+from .errors import InvalidArgumentError
+
+DTYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "U8": np.dtype(np.uint8),
+    "I8": np.dtype(np.int8),
+    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
+    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
+    "U16": np.dtype("<u2"),
+    "I16": np.dtype("<i2"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "U32": np.dtype("<u4"),
+    "I32": np.dtype("<i4"),
+    "F32": np.dtype("<f4"),
+    "U64": np.dtype("<u8"),
+    "I64": np.dtype("<i8"),
+    "F64": np.dtype("<f8"),
+    "C64": np.dtype("<c8"),
+    "C128": np.dtype("<c16"),
+}
+"""Format dtype names (safetensors' where it has one) and their NumPy dtypes."""
+
+_UINT = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
+
+
+def name_of(dtype: np.dtype) -> str:
+    """The format name of a NumPy dtype; raises :class:`~rans.InvalidArgumentError` if it has none."""
+    dtype = np.dtype(dtype)
+    native = dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+    for name, candidate in DTYPES.items():
+        if native == candidate:
+            return name
+    raise InvalidArgumentError(f"dtype {dtype} is not supported; supported: {', '.join(DTYPES)}")
+
+
+def splits_of(name: str) -> tuple[str, ...]:
+    """The splits allowed for dtype ``name``, the one writers prefer first."""
+    size = DTYPES[name].itemsize
+    if size == 1:
+        return ("none",)
+    if name in ("BF16", "F32"):
+        return ("float", "bytes", "none")
+    return ("bytes", "none")
+
+
+def plane_count(name: str, split: str) -> int:
+    """Number of planes ``split`` makes of a tensor of dtype ``name``."""
+    return 1 if split == "none" else DTYPES[name].itemsize
+
+
+def plane_length(name: str, split: str, n: int) -> int:
+    """Symbols in each plane of an ``n``-element tensor."""
+    return n * DTYPES[name].itemsize if split == "none" else n
+
+
+def split(array: np.ndarray, split: str) -> list[np.ndarray]:
+    """Split a C-contiguous little-endian array into ``uint8`` planes."""
+    flat = array.reshape(-1)
+    size = flat.dtype.itemsize
+    if split == "none":
+        return [flat.view(np.uint8)]
+    if split == "bytes":
+        as_bytes = flat.view(np.uint8).reshape(-1, size)
+        return [np.ascontiguousarray(as_bytes[:, j]) for j in range(size)]
+    v = flat.view(_UINT[size])
+    if size == 2:
+        exponent = (v >> 7).astype(np.uint8)
+        sign_mantissa = (((v >> 8) & 0x80) | (v & 0x7F)).astype(np.uint8)
+        return [exponent, sign_mantissa]
+    exponent = (v >> 23).astype(np.uint8)
+    sign_high = (((v >> 24) & 0x80) | ((v >> 16) & 0x7F)).astype(np.uint8)
+    return [exponent, sign_high, (v >> 8).astype(np.uint8), v.astype(np.uint8)]
+
+
+def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Join planes made by :func:`split` into an array of dtype ``name`` and ``shape``."""
+    dtype = DTYPES[name]
+    size = dtype.itemsize
+    if split == "none":
+        return np.ascontiguousarray(planes[0]).view(dtype).reshape(shape)
+    n = planes[0].size
+    if split == "bytes":
+        out = np.empty((n, size), dtype=np.uint8)
+        for j, plane in enumerate(planes):
+            out[:, j] = plane
+        return out.reshape(-1).view(dtype).reshape(shape)
+    u = _UINT[size]
+    if size == 2:
+        exponent, sign_mantissa = (p.astype(u) for p in planes)
+        v = ((sign_mantissa & 0x80) << 8) | (exponent << 7) | (sign_mantissa & 0x7F)
+    else:
+        exponent, sign_high, middle, low = (p.astype(u) for p in planes)
+        v = ((sign_high & 0x80) << 24) | (exponent << 23) | ((sign_high & 0x7F) << 16) | (middle << 8) | low
+    return v.astype(u).view(dtype).reshape(shape)

@@ -1,0 +1,235 @@
+"""The reference rANS coder: one plane of byte symbols in, one coded section out.
+
+Read me first. Three things surprise people about rANS:
+
+1. **It encodes backwards.** The decoder reads symbols front to back, so the
+   encoder visits them back to front, and its last state is the decoder's
+   first. The state that starts every lane is ``L``; a decoder that ends
+   anywhere else has read corrupt data.
+2. **Words come out in reverse.** The encoder pushes 16-bit words as the
+   state overflows; the decoder pulls them in the opposite order, so the
+   section stores them reversed.
+3. **Lanes interleave.** A chunk of ``C`` symbols is coded by 32 lanes, each
+   with its own state, sharing one word stream. Symbol ``k`` of a chunk
+   belongs to group ``g = k // 4``: lane ``g % 32`` codes it at step
+   ``g // 32``, sub-step ``k % 4``. The decoder goes step by step, sub-step by
+   sub-step, and at each one every lane that needs a word takes the next
+   one, lanes in ascending order (what a GPU warp does with a ballot).
+
+To follow one symbol ``s`` of frequency ``f`` and cumulative frequency ``c``
+through a lane whose state is ``x``:
+
+* encode: if ``x >= f << 20``, emit ``x & 0xFFFF`` and ``x >>= 16``; then
+  ``x = (x // f) * 4096 + x % f + c``;
+* decode: ``slot = x % 4096`` gives ``s`` (the symbol whose slots
+  ``[c, c + f)`` hold ``slot``); ``x = f * (x >> 12) + slot - c``; if
+  ``x < L``, ``x = (x << 16) | next_word``.
+
+The code below does exactly this, for all chunks and all 32 lanes of a
+sub-step at once, with NumPy arrays of shape ``(chunks, 32)``.
+
+A coded section holds, in this order (``docs/FORMAT.md``, "Coded plane"):
+the frequency table, zero bytes up to a multiple of 4, the initial decoder
+states (``uint32[chunks][32]``), each chunk's word count
+(``uint32[chunks]``) and the words of all chunks (``uint16``, little-endian).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..constants import ENCODE_SHIFT, GROUP, LANES, M, MAX_CHUNK, PROB_BITS, RUN, STATE_LOW, WORD_BITS
+from ..errors import CorruptDataError, InvalidArgumentError
+from . import tables
+
+_LANE = np.arange(LANES)
+_WORD_MASK = (1 << WORD_BITS) - 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the parts of a coded section lie, in bytes from its start."""
+
+    n_chunks: int
+    table_bytes: int
+    states_at: int
+    counts_at: int
+    words_at: int
+
+    @classmethod
+    def of(cls, n: int, chunk: int, table_bytes: int) -> "Layout":
+        n_chunks = -(-n // chunk)
+        states_at = -(-table_bytes // 4) * 4
+        counts_at = states_at + 4 * LANES * n_chunks
+        return cls(n_chunks, table_bytes, states_at, counts_at, counts_at + 4 * n_chunks)
+
+
+def check_chunk(chunk: int) -> None:
+    """Raise :class:`~rans.InvalidArgumentError` unless ``chunk`` is a valid chunk size."""
+    if not (isinstance(chunk, (int, np.integer)) and GROUP <= chunk <= MAX_CHUNK and chunk % GROUP == 0):
+        raise InvalidArgumentError(f"chunk size must be a multiple of {GROUP} from {GROUP} to {MAX_CHUNK}, not {chunk!r}")
+
+
+def _positions(step: int, sub: int) -> np.ndarray:
+    """Index in its chunk of the symbol each lane codes at (step, sub-step)."""
+    return (step * LANES + _LANE) * RUN + sub
+
+
+def _steps(n: int, chunk: int) -> int:
+    """Steps of the longest chunk: a plane shorter than a chunk needs fewer."""
+    return -(-min(n, chunk) // GROUP)
+
+
+def _chunk_lengths(n: int, chunk: int, n_chunks: int) -> np.ndarray:
+    lengths = np.full(n_chunks, chunk, dtype=np.int64)
+    lengths[-1] = n - (n_chunks - 1) * chunk
+    return lengths
+
+
+def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None) -> bytes:
+    """Code a plane of byte symbols into a section.
+
+    Parameters
+    ----------
+    plane : numpy.ndarray
+        ``uint8`` symbols, one-dimensional, at least one.
+    chunk : int
+        Symbols per chunk, a multiple of 128.
+    freq : numpy.ndarray, optional
+        The table to code with; by default ``tables.quantize`` of the
+        plane's counts. Every symbol of the plane must have a frequency.
+
+    Returns
+    -------
+    bytes
+        The coded section.
+    """
+    check_chunk(chunk)
+    n = plane.size
+    if freq is None:
+        freq = tables.quantize(tables.count(plane))
+    table = tables.serialize(freq)
+    layout = Layout.of(n, chunk, len(table))
+    lengths = _chunk_lengths(n, chunk, layout.n_chunks)
+    symbols = np.zeros(layout.n_chunks * chunk, dtype=np.uint8)
+    symbols[:n] = plane
+    symbols = symbols.reshape(layout.n_chunks, chunk)
+    # Padding symbols past the end of the last chunk are never coded, but they are
+    # looked up: give them frequency 1 so the arithmetic on them stays defined.
+    safe_freq = np.maximum(freq, 1)
+    cum = tables.cumulative(freq)
+
+    x = np.full((layout.n_chunks, LANES), STATE_LOW, dtype=np.int64)
+    emitted = np.zeros((layout.n_chunks, chunk), dtype=np.uint16)  # per chunk, in emission order
+    n_emitted = np.zeros(layout.n_chunks, dtype=np.int64)
+    for step in reversed(range(_steps(n, chunk))):
+        for sub in reversed(range(RUN)):
+            k = _positions(step, sub)
+            s = symbols[:, k]
+            f = safe_freq[s]
+            active = k < lengths[:, None]
+            emit = (x >= f << ENCODE_SHIFT) & active
+            # Lanes emit in descending order, so the decoder, reading the reversed
+            # stream, meets them in ascending order.
+            after = np.cumsum(emit[:, ::-1], axis=1)[:, ::-1] - emit
+            rows, lanes = np.nonzero(emit)
+            emitted[rows, n_emitted[rows] + after[rows, lanes]] = x[rows, lanes] & _WORD_MASK
+            n_emitted += emit.sum(axis=1)
+            x = np.where(emit, x >> WORD_BITS, x)
+            quotient, remainder = np.divmod(x, f)
+            x = np.where(active, quotient * M + remainder + cum[s], x)
+
+    # Each chunk's words, reversed, then all chunks one after another.
+    total = int(n_emitted.sum())
+    chunk_of_word = np.repeat(np.arange(layout.n_chunks), n_emitted)
+    first_word = np.cumsum(n_emitted) - n_emitted
+    reversed_index = n_emitted[chunk_of_word] - 1 - (np.arange(total) - first_word[chunk_of_word])
+    words = emitted[chunk_of_word, reversed_index]
+
+    out = bytearray(layout.words_at + 2 * total)
+    out[: len(table)] = table
+    out[layout.states_at : layout.counts_at] = x.astype("<u4").tobytes()
+    out[layout.counts_at : layout.words_at] = n_emitted.astype("<u4").tobytes()
+    out[layout.words_at :] = words.astype("<u2").tobytes()
+    return bytes(out)
+
+
+def decode(section: bytes | memoryview, n: int, chunk: int, field: str = "plane") -> np.ndarray:
+    """Decode a section written by :func:`encode` back into ``n`` byte symbols.
+
+    Parameters
+    ----------
+    section : bytes-like
+        The coded section, exactly (no trailing bytes).
+    n : int
+        Number of symbols, at least one.
+    chunk : int
+        Symbols per chunk, as encoded.
+    field : str
+        Name used in error messages.
+
+    Raises
+    ------
+    rans.CorruptDataError
+        The section's length does not match its table, states and word
+        counts, or a chunk does not end in state ``L`` having read exactly
+        its words.
+    """
+    check_chunk(chunk)
+    section = memoryview(section)
+    freq, table_bytes = tables.parse(section, field=f"{field}.table")
+    layout = Layout.of(n, chunk, table_bytes)
+    if len(section) < layout.words_at:
+        raise CorruptDataError(
+            f"coded section of {len(section)} bytes cannot hold the states and counts of {layout.n_chunks} chunks",
+            field=field,
+        )
+    if any(section[table_bytes : layout.states_at]):
+        raise CorruptDataError("padding after the frequency table is not zero", field=field)
+    lengths = _chunk_lengths(n, chunk, layout.n_chunks)
+    x = np.frombuffer(section[layout.states_at : layout.counts_at], dtype="<u4").astype(np.int64)
+    x = x.reshape(layout.n_chunks, LANES)
+    counts = np.frombuffer(section[layout.counts_at : layout.words_at], dtype="<u4").astype(np.int64)
+    too_many = np.flatnonzero(counts > lengths)
+    if too_many.size:
+        raise CorruptDataError("word count exceeds the chunk's symbols", field=field, chunk=int(too_many[0]))
+    if len(section) != layout.words_at + 2 * int(counts.sum()):
+        raise CorruptDataError(
+            f"coded section is {len(section)} bytes; its word counts say {layout.words_at + 2 * int(counts.sum())}",
+            field=field,
+        )
+    bad = np.flatnonzero((x < STATE_LOW).any(axis=1))
+    if bad.size:
+        raise CorruptDataError(f"initial state below L = {STATE_LOW}", field=field, chunk=int(bad[0]))
+    words = np.frombuffer(section[layout.words_at :], dtype="<u2")
+    if words.size == 0:
+        words = np.zeros(1, dtype=np.uint16)  # something for np.take to clip into
+
+    sym_of_slot = tables.slot_symbols(freq)
+    cum = tables.cumulative(freq)
+    next_word = np.cumsum(counts) - counts
+    end = next_word + counts
+    out = np.empty((layout.n_chunks, chunk), dtype=np.uint8)
+    for step in range(_steps(n, chunk)):
+        for sub in range(RUN):
+            k = _positions(step, sub)
+            slot = x & (M - 1)
+            s = sym_of_slot[slot]
+            decoded = freq[s] * (x >> PROB_BITS) + slot - cum[s]
+            active = k < lengths[:, None]
+            decoded = np.where(active, decoded, x)
+            need = decoded < STATE_LOW
+            rank = np.cumsum(need, axis=1) - need
+            word = np.take(words, next_word[:, None] + rank, mode="clip").astype(np.int64)
+            x = np.where(need, (decoded << WORD_BITS) | word, decoded)
+            next_word += need.sum(axis=1)
+            out[:, k] = s
+
+    bad = np.flatnonzero((next_word != end) | (x != STATE_LOW).any(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        what = "did not read exactly its words" if next_word[i] != end[i] else "did not end in state L"
+        raise CorruptDataError(f"chunk {what}: the coded data is corrupt", field=field, chunk=i)
+    return out.reshape(-1)[:n]
