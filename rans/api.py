@@ -49,7 +49,7 @@ def _buffer(data: Any) -> memoryview:
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
-def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK) -> bytes:
+def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1) -> bytes:
     """Compress one tensor losslessly into bytes.
 
     Examples
@@ -71,6 +71,9 @@ def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK) -> bytes:
     chunk_size : int
         Symbols per chunk, a multiple of 128 (default 32768). Smaller chunks
         give more parallelism and a slightly larger output.
+    workers : int
+        Processes that share the encoding of large planes (default 1); the
+        output does not depend on it.
 
     Returns
     -------
@@ -83,13 +86,22 @@ def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK) -> bytes:
         The dtype is not supported or the chunk size is invalid.
     """
     check_chunk(chunk_size)
-    entry, sections = codec.encode_tensor(_as_array(array, "array"), "", chunk_size)
+    _check_workers(workers)
+    entry, sections = codec.encode_tensor(_as_array(array, "array"), "", chunk_size, workers)
     out = io.BytesIO()
     container.write(out, [entry], [sections], None)
     return out.getvalue()
 
 
-def decompress(data: Any) -> np.ndarray:
+def decompress(
+    data: Any,
+    *,
+    device: str = "cpu",
+    out: Any = None,
+    stream: Any = None,
+    framework: str | None = None,
+    verify: bool = True,
+) -> Any:
     """Decompress bytes made by :func:`compress` into a NumPy array.
 
     Examples
@@ -103,10 +115,27 @@ def decompress(data: Any) -> np.ndarray:
     ----------
     data : bytes-like
         A rans file holding exactly one tensor.
+    device : {"cpu", "cuda"}
+        Where to decode. ``"cuda"`` decodes on the GPU (``rans[gpu]``) and
+        returns a device array.
+    out : device array, optional
+        With ``device="cuda"``: a preallocated contiguous device array
+        (torch, CuPy, numba: anything with ``__cuda_array_interface__``) of
+        exactly the tensor's size in bytes, filled and returned.
+    stream : optional
+        With ``device="cuda"``: the stream to work on (numba, torch or CuPy
+        stream, or a raw handle); the call returns once it is done.
+    framework : {"torch", "numba"}, optional
+        With ``device="cuda"``: the type of the returned array; by default
+        torch when it is importable. Numba arrays hold BF16 and FP8 as their
+        raw bits (``uint16``, ``uint8``).
+    verify : bool
+        Check every section's CRC-32 (default). Coded chunks are checked by
+        their final states either way.
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray or device array
         The tensor, with its dtype and shape.
 
     Raises
@@ -117,10 +146,29 @@ def decompress(data: Any) -> np.ndarray:
         The data holds more or fewer than one tensor (use :func:`load_file`).
     """
     buf = _buffer(data)
+    _check_device(device)
     header = container.read_header(buf)
     if len(header.entries) != 1:
         raise InvalidArgumentError(f"data holds {len(header.entries)} tensors, not one; use rans.load_file")
-    return codec.decode_tensor(header.entries[0], buf)
+    if device == "cuda":
+        return _decode_on_gpu(buf, header, verify, out=out, stream=stream, framework=framework)[0]
+    return codec.decode_tensor(header.entries[0], buf, verify)
+
+
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        raise InvalidArgumentError(f"device must be 'cpu' or 'cuda', not {device!r}")
+
+
+def _decode_on_gpu(buf: memoryview, header: container.Header, verify: bool, **options: Any) -> list[Any]:
+    try:
+        from .gpu import decoder
+    except ImportError as e:
+        raise InvalidArgumentError(f"device='cuda' needs numba-cuda (pip install 'rans[gpu]'): {e}") from None
+    if verify:
+        for entry in header.entries:
+            codec.verify_sections(entry, buf)
+    return decoder.decode(buf, header.entries, **options)
 
 
 def save_file(
@@ -129,6 +177,7 @@ def save_file(
     metadata: Mapping[str, str] | None = None,
     *,
     chunk_size: int = DEFAULT_CHUNK,
+    workers: int = 1,
 ) -> None:
     """Compress named tensors into a file, atomically.
 
@@ -155,8 +204,11 @@ def save_file(
         Free-form text metadata stored in the header.
     chunk_size : int
         Symbols per chunk, as in :func:`compress`.
+    workers : int
+        Processes that share the encoding, as in :func:`compress`.
     """
     check_chunk(chunk_size)
+    _check_workers(workers)
     if not isinstance(tensors, Mapping):
         raise InvalidArgumentError("tensors must be a mapping of names to arrays")
     if metadata is not None and not (
@@ -167,10 +219,15 @@ def save_file(
     for name, value in tensors.items():
         if not isinstance(name, str):
             raise InvalidArgumentError(f"tensor names must be strings, not {type(name).__name__}")
-        entry, blobs = codec.encode_tensor(_as_array(value, f"tensor {name!r}"), name, chunk_size)
+        entry, blobs = codec.encode_tensor(_as_array(value, f"tensor {name!r}"), name, chunk_size, workers)
         entries.append(entry)
         sections.append(blobs)
     write_atomic(path, lambda f: container.write(f, entries, sections, dict(metadata) if metadata else None))
+
+
+def _check_workers(workers: int) -> None:
+    if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+        raise InvalidArgumentError(f"workers must be a positive integer, not {workers!r}")
 
 
 def write_atomic(path: PathLike, fill: Any) -> None:
@@ -189,7 +246,7 @@ def write_atomic(path: PathLike, fill: Any) -> None:
         raise
 
 
-def load_file(path: PathLike) -> dict[str, np.ndarray]:
+def load_file(path: PathLike, *, device: str = "cpu", framework: str | None = None, verify: bool = True) -> dict[str, Any]:
     """Read every tensor of a file written by :func:`save_file`.
 
     Examples
@@ -204,19 +261,27 @@ def load_file(path: PathLike) -> dict[str, np.ndarray]:
     ----------
     path : str or os.PathLike
         The file; it is memory-mapped, not read whole.
+    device : {"cpu", "cuda"}
+        ``"cuda"`` decodes every tensor on the GPU in one launch and returns
+        device arrays (see :func:`decompress`).
+    framework : {"torch", "numba"}, optional
+        With ``device="cuda"``, the type of the returned arrays.
+    verify : bool
+        Check every section's CRC-32 (default).
 
     Returns
     -------
-    dict of str to numpy.ndarray
+    dict of str to array
         The tensors in file order.
     """
+    _check_device(device)
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
-            return _load(memoryview(b""))
+            return _load(memoryview(b""), device, framework, verify)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             view = memoryview(mapped)
             try:
-                return _load(view)
+                return _load(view, device, framework, verify)
             finally:
                 view.release()
 
@@ -231,6 +296,9 @@ def load_metadata(path: PathLike) -> dict[str, str]:
             view.release()
 
 
-def _load(buf: memoryview) -> dict[str, np.ndarray]:
+def _load(buf: memoryview, device: str, framework: str | None, verify: bool) -> dict[str, Any]:
     header = container.read_header(buf)
-    return {entry.name: codec.decode_tensor(entry, buf) for entry in header.entries}
+    if device == "cuda":
+        arrays = _decode_on_gpu(buf, header, verify, framework=framework)
+        return {entry.name: array for entry, array in zip(header.entries, arrays)}
+    return {entry.name: codec.decode_tensor(entry, buf, verify) for entry in header.entries}

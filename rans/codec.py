@@ -44,8 +44,11 @@ def _plan_plane(plane: np.ndarray, chunk: int) -> tuple[str, np.ndarray | None]:
     return "raw", None
 
 
-def encode_tensor(array: np.ndarray, name: str, chunk: int) -> tuple[container.Entry, list[bytes]]:
-    """Split, plan and code one tensor; return its header entry and its sections."""
+def encode_tensor(array: np.ndarray, name: str, chunk: int, workers: int = 1) -> tuple[container.Entry, list[bytes]]:
+    """Split, plan and code one tensor; return its header entry and its sections.
+
+    ``workers`` processes share the chunks of each coded plane.
+    """
     dtype = dtypes.name_of(array.dtype)
     array = np.ascontiguousarray(array, dtype=dtypes.DTYPES[dtype])
     for split in dtypes.splits_of(dtype):
@@ -59,7 +62,7 @@ def encode_tensor(array: np.ndarray, name: str, chunk: int) -> tuple[container.E
         if mode == "const":
             entry.planes.append(container.Plane("const", value=int(plane[0])))
             continue
-        blob = coder.encode(plane, chunk, freq) if mode == "coded" else plane.tobytes()
+        blob = coder.encode(plane, chunk, freq, workers) if mode == "coded" else plane.tobytes()
         entry.planes.append(container.Plane(mode, length=len(blob), crc=container.crc32(blob), chunk=chunk if mode == "coded" else 0))
         sections.append(blob)
     return entry, sections
@@ -84,6 +87,13 @@ def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) 
     if entry.dtype == "BOOL" and planes and planes[0].size and int(planes[0].max()) > 1:
         raise CorruptDataError("a BOOL element is neither 0 nor 1", tensor=entry.name, field="planes[0]")
     return dtypes.join(planes, entry.dtype, entry.split, entry.shape)
+
+
+def verify_sections(entry: container.Entry, buf: memoryview) -> None:
+    """Raise :class:`~rans.ChecksumError` naming the tensor and plane if a section's CRC-32 is wrong."""
+    for j, plane in enumerate(entry.planes):
+        if plane.mode != "const" and container.crc32(buf[plane.offset : plane.offset + plane.length]) != plane.crc:
+            raise ChecksumError("section checksum mismatch", tensor=entry.name, field=f"planes[{j}]")
 
 
 def _decode_plane(plane: container.Plane, buf: memoryview, symbols: int, where: str, verify: bool) -> np.ndarray:

@@ -88,7 +88,7 @@ def _chunk_lengths(n: int, chunk: int, n_chunks: int) -> np.ndarray:
     return lengths
 
 
-def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None) -> bytes:
+def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, workers: int = 1) -> bytes:
     """Code a plane of byte symbols into a section.
 
     Parameters
@@ -100,6 +100,9 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None) -> byt
     freq : numpy.ndarray, optional
         The table to code with; by default ``tables.quantize`` of the
         plane's counts. Every symbol of the plane must have a frequency.
+    workers : int
+        Processes to share the chunks among; chunks are independent once the
+        table is fixed, so the bytes do not depend on this.
 
     Returns
     -------
@@ -112,6 +115,8 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None) -> byt
         freq = tables.quantize(tables.count(plane))
     table = tables.serialize(freq)
     layout = Layout.of(n, chunk, len(table))
+    if workers > 1 and layout.n_chunks > 1:
+        return table + _encode_in_parallel(plane, chunk, freq, workers, layout)
     lengths = _chunk_lengths(n, chunk, layout.n_chunks)
     symbols = np.zeros(layout.n_chunks * chunk, dtype=np.uint8)
     symbols[:n] = plane
@@ -156,6 +161,72 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None) -> byt
     return bytes(out)
 
 
+def _encode_in_parallel(plane: np.ndarray, chunk: int, freq: np.ndarray, workers: int, layout: Layout) -> bytes:
+    """Everything after the table, with slices of whole chunks coded in separate processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    per_slice = -(-layout.n_chunks // workers) * chunk
+    slices = [plane[i : i + per_slice] for i in range(0, plane.size, per_slice)]
+    with ProcessPoolExecutor(len(slices)) as pool:
+        parts = [memoryview(part) for part in pool.map(encode, slices, [chunk] * len(slices), [freq] * len(slices))]
+    table_bytes = len(tables.serialize(freq))
+    geometry = [Layout.of(s.size, chunk, table_bytes) for s in slices]
+    out = bytearray(layout.states_at - table_bytes)
+    for part, g in zip(parts, geometry):
+        out += part[g.states_at : g.counts_at]
+    for part, g in zip(parts, geometry):
+        out += part[g.counts_at : g.words_at]
+    for part, g in zip(parts, geometry):
+        out += part[g.words_at :]
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A coded section, validated: its table, layout, initial states and word counts."""
+
+    freq: np.ndarray
+    layout: Layout
+    lengths: np.ndarray
+    states: np.ndarray
+    counts: np.ndarray
+    words: np.ndarray
+
+
+def read_section(section: bytes | memoryview, n: int, chunk: int, field: str = "plane") -> Section:
+    """Parse and validate a coded section of ``n`` symbols, without decoding it.
+
+    Raises
+    ------
+    rans.CorruptDataError
+        The table is invalid, the section's length does not match its
+        table, states and word counts, or a word count exceeds its chunk's
+        length (so decoding is bounded by ``n``).
+    """
+    check_chunk(chunk)
+    section = memoryview(section)
+    freq, table_bytes = tables.parse(section, field=f"{field}.table")
+    layout = Layout.of(n, chunk, table_bytes)
+    if len(section) < layout.words_at:
+        raise CorruptDataError(
+            f"coded section of {len(section)} bytes cannot hold the states and counts of {layout.n_chunks} chunks",
+            field=field,
+        )
+    if any(section[table_bytes : layout.states_at]):
+        raise CorruptDataError("padding after the frequency table is not zero", field=field)
+    lengths = _chunk_lengths(n, chunk, layout.n_chunks)
+    states = np.frombuffer(section[layout.states_at : layout.counts_at], dtype="<u4").reshape(layout.n_chunks, LANES)
+    counts = np.frombuffer(section[layout.counts_at : layout.words_at], dtype="<u4").astype(np.int64)
+    too_many = np.flatnonzero(counts > lengths)
+    if too_many.size:
+        raise CorruptDataError("word count exceeds the chunk's symbols", field=field, chunk=int(too_many[0]))
+    expected = layout.words_at + 2 * int(counts.sum())
+    if len(section) != expected:
+        raise CorruptDataError(f"coded section is {len(section)} bytes; its word counts say {expected}", field=field)
+    words = np.frombuffer(section[layout.words_at :], dtype="<u2")
+    return Section(freq, layout, lengths, states, counts, words)
+
+
 def decode(section: bytes | memoryview, n: int, chunk: int, field: str = "plane") -> np.ndarray:
     """Decode a section written by :func:`encode` back into ``n`` byte symbols.
 
@@ -173,39 +244,17 @@ def decode(section: bytes | memoryview, n: int, chunk: int, field: str = "plane"
     Raises
     ------
     rans.CorruptDataError
-        The section's length does not match its table, states and word
-        counts, or a chunk does not end in state ``L`` having read exactly
-        its words.
+        :func:`read_section` rejects the section, or a chunk starts below
+        state ``L`` or does not end in state ``L`` having read exactly its
+        words.
     """
-    check_chunk(chunk)
-    section = memoryview(section)
-    freq, table_bytes = tables.parse(section, field=f"{field}.table")
-    layout = Layout.of(n, chunk, table_bytes)
-    if len(section) < layout.words_at:
-        raise CorruptDataError(
-            f"coded section of {len(section)} bytes cannot hold the states and counts of {layout.n_chunks} chunks",
-            field=field,
-        )
-    if any(section[table_bytes : layout.states_at]):
-        raise CorruptDataError("padding after the frequency table is not zero", field=field)
-    lengths = _chunk_lengths(n, chunk, layout.n_chunks)
-    x = np.frombuffer(section[layout.states_at : layout.counts_at], dtype="<u4").astype(np.int64)
-    x = x.reshape(layout.n_chunks, LANES)
-    counts = np.frombuffer(section[layout.counts_at : layout.words_at], dtype="<u4").astype(np.int64)
-    too_many = np.flatnonzero(counts > lengths)
-    if too_many.size:
-        raise CorruptDataError("word count exceeds the chunk's symbols", field=field, chunk=int(too_many[0]))
-    if len(section) != layout.words_at + 2 * int(counts.sum()):
-        raise CorruptDataError(
-            f"coded section is {len(section)} bytes; its word counts say {layout.words_at + 2 * int(counts.sum())}",
-            field=field,
-        )
+    parsed = read_section(section, n, chunk, field)
+    freq, layout, lengths, counts = parsed.freq, parsed.layout, parsed.lengths, parsed.counts
+    x = parsed.states.astype(np.int64)
     bad = np.flatnonzero((x < STATE_LOW).any(axis=1))
     if bad.size:
         raise CorruptDataError(f"initial state below L = {STATE_LOW}", field=field, chunk=int(bad[0]))
-    words = np.frombuffer(section[layout.words_at :], dtype="<u2")
-    if words.size == 0:
-        words = np.zeros(1, dtype=np.uint16)  # something for np.take to clip into
+    words = parsed.words if parsed.words.size else np.zeros(1, dtype=np.uint16)  # something for np.take to clip into
 
     sym_of_slot = tables.slot_symbols(freq)
     cum = tables.cumulative(freq)

@@ -1,0 +1,373 @@
+"""Host side of the GPU decoder: plan a batch of tensors, launch, check, hand out arrays.
+
+The whole file is copied to the GPU once. For every coded plane the host
+validates the section's table, word counts and length (as the reference
+does), builds a 4096-entry decode table and one descriptor per chunk; one
+launch of :func:`kernels.decode` then decodes every coded plane of every
+tensor, joining planes as it writes. Tensors the fused kernel does not
+cover (several coded planes, 8-byte elements) decode their coded planes to
+a scratch buffer and go through :func:`kernels.join`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from numba import cuda
+
+from .. import container, dtypes
+from ..constants import LANES, M
+from ..errors import CorruptDataError, InvalidArgumentError, RansError
+from ..reference import coder, tables
+from . import kernels
+from .warp import WARPS_PER_BLOCK
+
+OUT_ALIGN = 256
+_TORCH_DTYPES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "U16": "uint16", "I16": "int16", "F16": "float16", "BF16": "bfloat16", "U32": "uint32", "I32": "int32",
+    "F32": "float32", "U64": "uint64", "I64": "int64", "F64": "float64", "C64": "complex64", "C128": "complex128",
+}
+_NUMBA_VIEW = {"BF16": np.dtype("<u2"), "F8_E4M3": np.dtype(np.uint8), "F8_E5M2": np.dtype(np.uint8)}
+"""Numba device arrays cannot hold these dtypes: they come back as their raw bits."""
+
+
+def _align(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+@dataclass
+class _Launch:
+    """Descriptors for one launch of :func:`kernels.decode` into one target buffer."""
+
+    tables: list[np.ndarray] = field(default_factory=list)
+    planes: list[list[int]] = field(default_factory=list)
+    chunks: list[np.ndarray] = field(default_factory=list)
+    groups: list[np.ndarray] = field(default_factory=list)
+    owners: list[tuple[int, int, int, int]] = field(default_factory=list)  # (first chunk, entry, plane, chunks)
+    n_chunks: int = 0
+    device: tuple[Any, ...] = ()
+
+    def add(self, plane: container.Plane, section: coder.Section, kind: int, out: int, others: list[int], j: int, e: int) -> None:
+        """Describe one coded plane: its table row, its chunks and its groups of chunks."""
+        layout = section.layout
+        others = others + [0] * (3 - len(others))
+        shift = j if kind in (kernels.KIND_BYTES2, kernels.KIND_BYTES4) else 0
+        self.planes.append([len(self.tables), kind, out, *others, shift])
+        self.tables.append(_decode_table(section.freq))
+        k = layout.n_chunks
+        first_word = (plane.offset + layout.words_at) // 2 + np.cumsum(section.counts) - section.counts
+        chunks = np.empty((k, kernels.CHUNK_COLUMNS), dtype=np.int64)
+        chunks[:, kernels.C_WORDS] = first_word
+        chunks[:, kernels.C_END] = first_word + section.counts
+        chunks[:, kernels.C_STATES] = (plane.offset + layout.states_at) // 4 + LANES * np.arange(k)
+        chunks[:, kernels.C_BASE] = plane.chunk * np.arange(k)
+        chunks[:, kernels.C_LEN] = section.lengths
+        self.chunks.append(chunks)
+        starts = np.arange(0, k, WARPS_PER_BLOCK)
+        groups = np.empty((starts.size, 3), dtype=np.int64)
+        groups[:, 0] = len(self.planes) - 1
+        groups[:, 1] = self.n_chunks + starts
+        groups[:, 2] = np.minimum(WARPS_PER_BLOCK, k - starts)
+        self.groups.append(groups)
+        self.owners.append((self.n_chunks, e, j, k))
+        self.n_chunks += k
+
+    def upload(self, stream: Any) -> None:
+        """Copy the descriptors and tables to the GPU."""
+        if self.planes:
+            self.device = (
+                cuda.to_device(np.stack(self.tables), stream=stream),
+                cuda.to_device(np.array(self.planes, dtype=np.int64), stream=stream),
+                cuda.to_device(np.concatenate(self.chunks), stream=stream),
+                cuda.to_device(np.concatenate(self.groups), stream=stream),
+            )
+
+    def run(self, device_buf: Any, target: Any, status: Any, stream: Any) -> None:
+        """Launch the decode of every plane into ``target``; failures land in ``status``."""
+        if not self.planes:
+            return
+        tables_d, planes_d, chunks_d, groups_d = self.device
+        kernels.decode[groups_d.shape[0], WARPS_PER_BLOCK * LANES, stream](
+            device_buf.view(np.uint16),
+            device_buf.view(np.uint32),
+            tables_d,
+            planes_d,
+            chunks_d,
+            groups_d,
+            target,
+            target[: target.size & ~1].view(np.uint16),
+            target[: target.size & ~3].view(np.uint32),
+            status,
+        )
+
+    def error(self, entries: Sequence[container.Entry], chunk: int) -> CorruptDataError:
+        """The error for the failed chunk with index ``chunk`` in this launch."""
+        for first, e, j, k in self.owners:
+            if first <= chunk < first + k:
+                return CorruptDataError(
+                    "chunk failed the integrity check (final states or word count): the coded data is corrupt",
+                    tensor=entries[e].name,
+                    field=f"planes[{j}]",
+                    chunk=chunk - first,
+                )
+        raise AssertionError(f"status names chunk {chunk}, which no plane owns")
+
+
+@dataclass
+class _Plan:
+    """Everything the decode of a batch needs, built on the host."""
+
+    fused: _Launch = field(default_factory=_Launch)
+    to_scratch: _Launch = field(default_factory=_Launch)
+    joins: list[tuple[int, list[int], int]] = field(default_factory=list)  # (entry, plane sources, kind)
+    copies: list[tuple[int, int, int]] = field(default_factory=list)  # (entry, source offset, bytes)
+    fills: list[tuple[int, int]] = field(default_factory=list)  # (entry, byte value)
+    scratch_bytes: int = 0
+
+
+def _source(plane: container.Plane) -> int:
+    return plane.offset if plane.mode == "raw" else -plane.value - 1
+
+
+def _decode_table(freq: np.ndarray) -> np.ndarray:
+    """Per slot: symbol | (freq - 1) << 8 | (slot - cum) << 20."""
+    symbol = tables.slot_symbols(freq).astype(np.int64)
+    cum = tables.cumulative(freq)
+    bias = np.arange(M, dtype=np.int64) - cum[symbol]
+    return (symbol | ((freq[symbol] - 1) << 8) | (bias << 20)).astype(np.uint32)
+
+
+def _fused_kind(entry: container.Entry, coded: int) -> tuple[int, list[int]] | None:
+    """The fused kernel kind for a tensor whose only coded plane is ``coded``, and its other planes' sources."""
+    others = [_source(p) for j, p in enumerate(entry.planes) if j != coded]
+    size = dtypes.DTYPES[entry.dtype].itemsize
+    if entry.split == "none":
+        return kernels.KIND_BYTES, []
+    if entry.split == "float" and coded == 0:
+        return (kernels.KIND_BF16 if size == 2 else kernels.KIND_F32), others
+    if entry.split == "bytes" and size in (2, 4):
+        return (kernels.KIND_BYTES2 if size == 2 else kernels.KIND_BYTES4), others
+    return None
+
+
+def _join_kind(entry: container.Entry) -> int:
+    if entry.split == "float":
+        return kernels.KIND_BF16 if entry.dtype == "BF16" else kernels.KIND_F32
+    return kernels.KIND_BYTES
+
+
+def plan(buf: memoryview, entries: Sequence[container.Entry], out_offsets: Sequence[int]) -> _Plan:
+    """Validate the coded sections of ``entries`` and build the launch descriptors."""
+    p = _Plan()
+    for e, (entry, out) in enumerate(zip(entries, out_offsets)):
+        if entry.size == 0:
+            continue
+        coded = [j for j, plane in enumerate(entry.planes) if plane.mode == "coded"]
+        if not coded:
+            first = entry.planes[0]
+            if entry.split == "none" and first.mode == "raw":
+                p.copies.append((e, first.offset, first.length))
+            elif entry.split == "none":
+                p.fills.append((e, first.value))
+            else:
+                p.joins.append((e, [_source(q) for q in entry.planes], _join_kind(entry)))
+            continue
+        fused = _fused_kind(entry, coded[0]) if len(coded) == 1 else None
+        sources = [_source(q) for q in entry.planes]
+        symbols = dtypes.plane_length(entry.dtype, entry.split, entry.size)
+        for j in coded:
+            plane = entry.planes[j]
+            try:
+                section = coder.read_section(buf[plane.offset : plane.offset + plane.length], symbols, plane.chunk, f"planes[{j}]")
+            except RansError as error:
+                raise error.at(tensor=entry.name) from None
+            if fused is not None:
+                p.fused.add(plane, section, fused[0], out, fused[1], j, e)
+            else:
+                sources[j] = -kernels.SCRATCH - 1 - p.scratch_bytes
+                p.to_scratch.add(plane, section, kernels.KIND_BYTES, p.scratch_bytes, [], j, e)
+                p.scratch_bytes = _align(p.scratch_bytes + symbols, OUT_ALIGN)
+        if fused is None:
+            p.joins.append((e, sources, _join_kind(entry)))
+    return p
+
+
+def _stream(stream: Any) -> Any:
+    if stream is None:
+        return cuda.default_stream()
+    if hasattr(stream, "cuda_stream"):  # torch.cuda.Stream
+        return cuda.external_stream(stream.cuda_stream)
+    if hasattr(stream, "ptr"):  # cupy.cuda.Stream
+        return cuda.external_stream(stream.ptr)
+    if isinstance(stream, int):
+        return cuda.external_stream(stream)
+    return stream
+
+
+def default_framework() -> str:
+    """``"torch"`` when PyTorch is importable, else ``"numba"``."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "numba"
+    return "torch"
+
+
+def _allocate(nbytes: int, framework: str) -> tuple[Any, Any]:
+    """A byte buffer on the GPU in the framework's type, and a numba view of it."""
+    if framework == "torch":
+        import torch
+
+        storage = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+        return storage, cuda.as_cuda_array(storage)
+    storage = cuda.device_array(nbytes, dtype=np.uint8)
+    return storage, storage
+
+
+def _bytes_view(out: Any, nbytes: int) -> Any:
+    """A numba ``uint8`` view of a caller's contiguous device array of ``nbytes`` bytes."""
+    if not hasattr(out, "__cuda_array_interface__"):
+        raise InvalidArgumentError("out must be a device array with __cuda_array_interface__")
+    if type(out).__module__.startswith("torch"):
+        import torch
+
+        if not out.is_contiguous():
+            raise InvalidArgumentError("out must be contiguous")
+        view = cuda.as_cuda_array(out.view(-1).view(torch.uint8))
+    else:
+        array = cuda.as_cuda_array(out)
+        if not array.is_c_contiguous():
+            raise InvalidArgumentError("out must be contiguous")
+        view = array.reshape(-1).view(np.uint8)
+    if view.size != nbytes:
+        raise InvalidArgumentError(f"out holds {view.size} bytes; the tensor needs {nbytes}")
+    if view.device_ctypes_pointer.value % 4:
+        raise InvalidArgumentError("out must be aligned to 4 bytes")
+    return view
+
+
+def _fill(out8: Any, at: int, nbytes: int, value: int, stream: Any) -> None:
+    kernels.fill[max(1, min(-(-nbytes // 256), 65536)), 256, stream](out8, at, nbytes, value)
+
+
+def _view(storage: Any, at: int, entry: container.Entry, framework: str) -> Any:
+    nbytes = entry.size * dtypes.DTYPES[entry.dtype].itemsize
+    if framework == "torch":
+        import torch
+
+        return storage[at : at + nbytes].view(getattr(torch, _TORCH_DTYPES[entry.dtype])).view(entry.shape)
+    dtype = _NUMBA_VIEW.get(entry.dtype, dtypes.DTYPES[entry.dtype])
+    return storage[at : at + nbytes].view(dtype).reshape(entry.shape)
+
+
+class Batch:
+    """Tensors of one file, resident on the GPU in compressed form, ready to decode.
+
+    Building a batch validates the coded sections, copies the file and the
+    launch descriptors to the GPU once; :meth:`decode_into` then decodes
+    every tensor with one launch (two when some tensor needs the scratch
+    path), as often as asked. This is what a caller that keeps weights
+    compressed on the GPU and decodes them on demand holds on to.
+
+    Parameters
+    ----------
+    buf : memoryview
+        The whole file.
+    entries : sequence of container.Entry
+        The tensors to decode, from :func:`rans.container.read_header` over ``buf``.
+    stream : optional
+        Stream for the uploads (see :func:`decode`).
+    """
+
+    def __init__(self, buf: memoryview, entries: Sequence[container.Entry], stream: Any = None) -> None:
+        self.entries = list(entries)
+        self.sizes = [e.size * dtypes.DTYPES[e.dtype].itemsize for e in self.entries]
+        self.offsets = []
+        total = 0
+        for size in self.sizes:
+            self.offsets.append(total)
+            total = _align(total + size, OUT_ALIGN)
+        self.nbytes = max(total, 8)
+        self.plan = plan(buf, self.entries, self.offsets)
+        stream = _stream(stream)
+        self.buffer = cuda.device_array(_align(len(buf), 8) + 8, dtype=np.uint8, stream=stream)
+        if len(buf):
+            self.buffer[: len(buf)].copy_to_device(np.frombuffer(buf, dtype=np.uint8), stream=stream)
+        self.scratch = cuda.device_array(max(self.plan.scratch_bytes, 8), dtype=np.uint8, stream=stream)
+        self.plan.to_scratch.upload(stream)
+        self.plan.fused.upload(stream)
+        self.sources = [cuda.to_device(np.array(sources, dtype=np.int64), stream=stream) for _, sources, _ in self.plan.joins]
+
+    def decode_into(self, out8: Any, stream: Any = None) -> None:
+        """Decode every tensor into ``out8`` (a numba ``uint8`` device array), tensor ``i`` at ``offsets[i]``.
+
+        Waits for the stream, then raises :class:`~rans.CorruptDataError`
+        naming the tensor, plane and chunk if any chunk failed its check.
+        """
+        stream = _stream(stream)
+        p = self.plan
+        statuses = []
+        for launch, target in ((p.to_scratch, self.scratch), (p.fused, out8)):
+            status = cuda.to_device(np.array([0, np.iinfo(np.int64).max], dtype=np.int64), stream=stream)
+            launch.run(self.buffer, target, status, stream)
+            statuses.append((launch, status))
+        for (e, _, kind), sources in zip(p.joins, self.sources):
+            entry = self.entries[e]
+            blocks = max(1, min(-(-entry.size // 256), 65536))
+            kernels.join[blocks, 256, stream](
+                self.buffer, self.scratch, sources, out8, entry.size, dtypes.DTYPES[entry.dtype].itemsize, kind, self.offsets[e]
+            )
+        for e, source, length in p.copies:
+            out8[self.offsets[e] : self.offsets[e] + length].copy_to_device(self.buffer[source : source + length], stream=stream)
+        for e, value in p.fills:
+            _fill(out8, self.offsets[e], self.sizes[e], value, stream)
+        checks = [(launch, status.copy_to_host(stream=stream)) for launch, status in statuses]
+        stream.synchronize()
+        for launch, status in checks:
+            if status[0]:
+                raise launch.error(self.entries, int(status[1]))
+
+    def decode(self, framework: str | None = None, stream: Any = None) -> list[Any]:
+        """Decode into a new buffer; return one device array per tensor (see :func:`decode`)."""
+        framework = _framework(framework)
+        storage, out8 = _allocate(self.nbytes, framework)
+        self.decode_into(out8, stream)
+        return [_view(storage, self.offsets[i], entry, framework) for i, entry in enumerate(self.entries)]
+
+
+def _framework(framework: str | None) -> str:
+    framework = framework or default_framework()
+    if framework not in ("torch", "numba"):
+        raise InvalidArgumentError(f"framework must be 'torch' or 'numba' on the GPU, not {framework!r}")
+    return framework
+
+
+def decode(
+    buf: memoryview,
+    entries: Sequence[container.Entry],
+    *,
+    out: Any = None,
+    stream: Any = None,
+    framework: str | None = None,
+) -> list[Any]:
+    """Decode ``entries`` of the file in ``buf`` on the GPU; return one device array per entry.
+
+    ``framework`` picks the array type: ``"torch"`` (default when PyTorch is
+    importable) or ``"numba"`` (device arrays; BF16 and FP8 tensors come back
+    as their raw bits, ``uint16`` and ``uint8``). ``out``, for a single
+    entry, is a preallocated contiguous device array (anything with
+    ``__cuda_array_interface__``) of exactly the tensor's size in bytes,
+    returned filled. ``stream`` is a numba, torch or CuPy stream, or a raw
+    ``cudaStream_t`` handle.
+    """
+    framework = _framework(framework)
+    if out is not None and len(entries) != 1:
+        raise InvalidArgumentError("out= takes a single tensor")
+    if out is not None:
+        out8 = _bytes_view(out, entries[0].size * dtypes.DTYPES[entries[0].dtype].itemsize)
+        Batch(buf, entries, stream).decode_into(out8, stream)
+        return [out]
+    return Batch(buf, entries, stream).decode(framework, stream)

@@ -1,0 +1,226 @@
+"""Numba CUDA kernels: interleaved rANS decode with the plane join fused in.
+
+One warp decodes one chunk, its 32 lanes in lockstep as ``docs/FORMAT.md``
+(4.2) says; the lanes that need a word take them in lane order through a
+ballot and a population count. A block of :data:`WARPS_PER_BLOCK` warps
+decodes up to that many chunks of one plane, with the plane's decode table
+in shared memory. Blocks stride over a list of such groups, so one launch
+decodes every plane of every tensor of a batch.
+
+The join is fused: a lane holds 4 consecutive symbols of its chunk, fetches
+the same 4 bytes of each other plane of the tensor (raw, from the file
+buffer, or constant) and writes 4 finished elements. All arithmetic is
+32-bit unsigned.
+
+Integrity: every lane's state must start at or above ``L`` and end at
+``L``, and the warp must consume exactly its chunk's words; word reads are
+bounded to the chunk. A failing chunk increments ``status[0]`` and lowers
+``status[1]`` to its index in ``chunks``.
+"""
+
+from __future__ import annotations
+
+from numba import cuda, uint8, uint32
+
+from ..constants import GROUP, LANES, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
+from .warp import WARPS_PER_BLOCK, ballot
+
+# Columns of the plane descriptors (int64).
+P_TABLE, P_KIND, P_OUT, P_SRC1, P_SRC2, P_SRC3, P_SHIFT = range(7)
+PLANE_COLUMNS = 7
+# Columns of the chunk descriptors (int64).
+C_WORDS, C_END, C_STATES, C_BASE, C_LEN = range(5)
+CHUNK_COLUMNS = 5
+
+KIND_BYTES = 0
+"""The plane is the output: symbol ``k`` goes to byte ``out + k``."""
+KIND_BF16 = 1
+"""BF16 split "float": the coded plane is the exponent, SRC1 the sign and mantissa."""
+KIND_F32 = 2
+"""F32 split "float": the coded plane is the exponent, SRC1..SRC3 planes 1..3."""
+KIND_BYTES2 = 3
+"""2-byte split "bytes": the coded plane is byte SHIFT, SRC1 the other byte."""
+KIND_BYTES4 = 4
+"""4-byte split "bytes": the coded plane is byte SHIFT, SRC1..SRC3 the others in byte order."""
+
+_MASK = uint32(M - 1)
+_LOW = uint32(STATE_LOW)
+
+
+@cuda.jit(device=True, inline=True)
+def _source4(buf32, src, k0):
+    """Bytes ``k0 .. k0+3`` of a plane: raw at byte offset ``src >= 0``, else the constant ``-src - 1``."""
+    if src < 0:
+        return uint32(-src - 1) * uint32(0x01010101)
+    return buf32[(src + k0) >> 2]
+
+
+@cuda.jit(device=True, inline=True)
+def _byte(word, u):
+    return (word >> uint32(8 * u)) & uint32(0xFF)
+
+
+@cuda.jit(device=True, inline=True)
+def _assemble(kind, s, a, b, c, shift):
+    """One element's bits from its coded symbol ``s`` and the other planes' bytes ``a, b, c``."""
+    if kind == KIND_BF16:
+        return ((a & uint32(0x80)) << uint32(8)) | (s << uint32(7)) | (a & uint32(0x7F))
+    if kind == KIND_F32:
+        return (
+            ((a & uint32(0x80)) << uint32(24))
+            | (s << uint32(23))
+            | ((a & uint32(0x7F)) << uint32(16))
+            | (b << uint32(8))
+            | c
+        )
+    if kind == KIND_BYTES2:
+        return (s << uint32(8)) | a if shift == 1 else s | (a << uint32(8))
+    if shift == 0:
+        return s | (a << uint32(8)) | (b << uint32(16)) | (c << uint32(24))
+    if shift == 1:
+        return a | (s << uint32(8)) | (b << uint32(16)) | (c << uint32(24))
+    if shift == 2:
+        return a | (b << uint32(8)) | (s << uint32(16)) | (c << uint32(24))
+    return a | (b << uint32(8)) | (c << uint32(16)) | (s << uint32(24))
+
+
+@cuda.jit
+def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, status):
+    """Decode every chunk listed in ``groups`` (plane, first chunk, chunk count) into ``out``."""
+    table = cuda.shared.array(M, uint32)
+    scratch = cuda.shared.array((WARPS_PER_BLOCK, LANES), uint8)
+    tid = cuda.threadIdx.x
+    warp = tid // LANES
+    lane = tid % LANES
+    below = (uint32(1) << uint32(lane)) - uint32(1)
+    for g in range(cuda.blockIdx.x, groups.shape[0], cuda.gridDim.x):
+        plane = groups[g, 0]
+        for i in range(tid, M, cuda.blockDim.x):
+            table[i] = tables[planes[plane, P_TABLE], i]
+        cuda.syncthreads()
+        if warp < groups[g, 2]:
+            c = groups[g, 1] + warp
+            kind = planes[plane, P_KIND]
+            out = planes[plane, P_OUT]
+            src1 = planes[plane, P_SRC1]
+            src2 = planes[plane, P_SRC2]
+            src3 = planes[plane, P_SRC3]
+            shift = planes[plane, P_SHIFT]
+            word = chunks[c, C_WORDS]
+            end = chunks[c, C_END]
+            base = chunks[c, C_BASE]
+            length = chunks[c, C_LEN]
+            x = uint32(buf32[chunks[c, C_STATES] + lane])
+            ok = x >= _LOW
+            for step in range((length + GROUP - 1) // GROUP):
+                k0 = (step * LANES + lane) * RUN
+                packed = uint32(0)
+                for u in range(RUN):
+                    entry = table[x & _MASK]
+                    active = k0 + u < length
+                    if active:
+                        freq = ((entry >> uint32(8)) & _MASK) + uint32(1)
+                        x = freq * (x >> uint32(PROB_BITS)) + (entry >> uint32(20))
+                    need = active and x < _LOW
+                    bits = ballot(need, scratch[warp], lane)
+                    if need:
+                        i = word + cuda.popc(bits & below)
+                        if i < end:
+                            x = (x << uint32(WORD_BITS)) | uint32(buf16[i])
+                        else:
+                            ok = False
+                    word += cuda.popc(bits)
+                    packed |= (entry & uint32(0xFF)) << uint32(8 * u)
+                if k0 >= length:
+                    continue
+                k = base + k0
+                full = k0 + RUN <= length
+                if kind == KIND_BYTES:
+                    if full:
+                        out32[(out + k) >> 2] = packed
+                    else:
+                        for u in range(RUN):
+                            if k0 + u < length:
+                                out8[out + k + u] = uint8(_byte(packed, u))
+                    continue
+                a4 = _source4(buf32, src1, k)
+                b4 = uint32(0)
+                c4 = uint32(0)
+                if kind == KIND_F32 or kind == KIND_BYTES4:
+                    b4 = _source4(buf32, src2, k)
+                    c4 = _source4(buf32, src3, k)
+                if kind == KIND_F32 or kind == KIND_BYTES4:
+                    for u in range(RUN):
+                        if k0 + u < length:
+                            out32[(out >> 2) + k + u] = _assemble(
+                                kind, _byte(packed, u), _byte(a4, u), _byte(b4, u), _byte(c4, u), shift
+                            )
+                else:
+                    v0 = _assemble(kind, _byte(packed, 0), _byte(a4, 0), b4, c4, shift)
+                    v1 = _assemble(kind, _byte(packed, 1), _byte(a4, 1), b4, c4, shift)
+                    v2 = _assemble(kind, _byte(packed, 2), _byte(a4, 2), b4, c4, shift)
+                    v3 = _assemble(kind, _byte(packed, 3), _byte(a4, 3), b4, c4, shift)
+                    if full:
+                        at = ((out >> 1) + k) >> 1
+                        out32[at] = v0 | (v1 << uint32(16))
+                        out32[at + 1] = v2 | (v3 << uint32(16))
+                    else:
+                        at = (out >> 1) + k
+                        out16[at] = v0
+                        if k0 + 1 < length:
+                            out16[at + 1] = v1
+                        if k0 + 2 < length:
+                            out16[at + 2] = v2
+            ok = ok and x == _LOW and word == end
+            failed = ballot(not ok, scratch[warp], lane)
+            if lane == 0 and failed != 0:
+                cuda.atomic.add(status, 0, 1)
+                cuda.atomic.min(status, 1, c)
+        cuda.syncthreads()
+
+
+SCRATCH = 1 << 40
+"""Join sources below ``-SCRATCH`` point into the scratch buffer (see :func:`join`)."""
+
+
+@cuda.jit(device=True, inline=True)
+def _plane_byte(buf8, scratch8, src, i):
+    if src >= 0:
+        return uint32(buf8[src + i])
+    if src < -SCRATCH:
+        return uint32(scratch8[-src - SCRATCH - 1 + i])
+    return uint32(-src - 1)
+
+
+@cuda.jit
+def join(buf8, scratch8, sources, out8, count, itemsize, kind, out):
+    """Assemble ``count`` elements from byte planes, for tensors the fused path does not cover.
+
+    ``sources[j]`` locates plane ``j``: ``>= 0`` a byte offset in ``buf8``,
+    ``< -SCRATCH`` the offset ``-src - SCRATCH - 1`` in ``scratch8``, and
+    otherwise the constant ``-src - 1``. ``kind`` is :data:`KIND_BYTES` for
+    split "bytes", else :data:`KIND_BF16` or :data:`KIND_F32` for "float".
+    """
+    for i in range(cuda.grid(1), count, cuda.gridsize(1)):
+        at = out + i * itemsize
+        if kind == KIND_BYTES:
+            for j in range(itemsize):
+                out8[at + j] = uint8(_plane_byte(buf8, scratch8, sources[j], i))
+        else:
+            s = _plane_byte(buf8, scratch8, sources[0], i)
+            a = _plane_byte(buf8, scratch8, sources[1], i)
+            b = uint32(0)
+            c = uint32(0)
+            if kind == KIND_F32:
+                b = _plane_byte(buf8, scratch8, sources[2], i)
+                c = _plane_byte(buf8, scratch8, sources[3], i)
+            value = _assemble(kind, s, a, b, c, 0)
+            for j in range(itemsize):
+                out8[at + j] = uint8((value >> uint32(8 * j)) & uint32(0xFF))
+
+
+@cuda.jit
+def fill(out8, at, count, value):
+    """Set ``count`` bytes of ``out8`` from ``at`` to ``value``."""
+    for i in range(cuda.grid(1), count, cuda.gridsize(1)):
+        out8[at + i] = uint8(value)
