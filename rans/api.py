@@ -46,6 +46,8 @@ def _buffer(data: Any) -> memoryview:
         view = memoryview(data)
     except TypeError:
         raise InvalidArgumentError(f"data must be bytes-like, not {type(data).__name__}") from None
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
@@ -236,6 +238,9 @@ def write_atomic(path: PathLike, fill: Any) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             fill(f)
             f.flush()
@@ -275,25 +280,44 @@ def load_file(path: PathLike, *, device: str = "cpu", framework: str | None = No
         The tensors in file order.
     """
     _check_device(device)
+    return _with_mapped(path, lambda view: _load(view, device, framework, verify))
+
+
+def _with_mapped(path: PathLike, read: Any) -> Any:
+    """Call ``read(view)`` on a read-only memory map of the file at ``path``, then unmap it.
+
+    An error raised inside is re-raised without its traceback, whose frames
+    would otherwise keep views of the map alive and make unmapping fail.
+    """
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
-            return _load(memoryview(b""), device, framework, verify)
+            return read(memoryview(b""))
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             view = memoryview(mapped)
+            error = None
             try:
-                return _load(view, device, framework, verify)
+                return read(view)
+            except BaseException as e:  # noqa: BLE001 - re-raised below, once the map is released
+                error = e
+                error.__traceback__ = None
+                error.__context__ = None
             finally:
                 view.release()
+        raise error
 
 
 def load_metadata(path: PathLike) -> dict[str, str]:
-    """The user metadata stored in a file's header (reads the header only)."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        view = memoryview(mapped)
-        try:
-            return container.read_header(view).metadata
-        finally:
-            view.release()
+    """The user metadata stored in a file's header (reads the header only).
+
+    Examples
+    --------
+    >>> import numpy as np, rans, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.rans")
+    >>> rans.save_file({"a": np.zeros(2, np.int8)}, path, {"license": "MIT"})
+    >>> rans.load_metadata(path)
+    {'license': 'MIT'}
+    """
+    return _with_mapped(path, lambda view: container.read_header(view).metadata)
 
 
 def _load(buf: memoryview, device: str, framework: str | None, verify: bool) -> dict[str, Any]:

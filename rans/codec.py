@@ -2,10 +2,10 @@
 
 For each plane the writer picks the cheapest mode: ``"const"`` when every
 byte is the same, ``"coded"`` when the estimated coded size is below the
-raw size, else ``"raw"``. When no plane of the dtype's preferred split
-would be coded or constant, the tensor is stored as one raw plane (split
-``"none"``), which keeps tiny tensors tiny. The estimate uses integers only,
-so every backend makes the same choice.
+raw size, else ``"raw"``. When every plane of the dtype's multi-plane split
+would be raw, the tensor is stored as one raw plane (split ``"none"``),
+which keeps tiny tensors tiny. The estimate uses integers only, so every
+backend makes the same choice.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import container, dtypes
-from .constants import LANES, M
-from .errors import ChecksumError, CorruptDataError, RansError
+from .constants import M
+from .errors import ChecksumError, CorruptDataError, InvalidArgumentError, RansError
 from .reference import coder, tables
 
 _COST_FRACTION_BITS = 16
@@ -24,10 +24,10 @@ _COST[1:] = np.round(np.log2(M / np.arange(1, M + 1)) * (1 << _COST_FRACTION_BIT
 
 
 def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, table_bytes: int) -> int:
-    """Estimated size in bytes of a coded section: table, states, counts and words."""
-    n_chunks = -(-n // chunk)
+    """Estimated size in bytes of a coded section: header, table, states, counts and words."""
+    layout = coder.Layout.of(n, chunk, table_bytes, coder.lanes_for(n))
     bits = int((counts * _COST[freq]).sum()) >> _COST_FRACTION_BITS
-    return -(-table_bytes // 4) * 4 + (4 * LANES + 4) * n_chunks + -(-bits // 8)
+    return layout.words_at + -(-bits // 8)
 
 
 def _plan_plane(plane: np.ndarray, chunk: int) -> tuple[str, np.ndarray | None]:
@@ -50,36 +50,41 @@ def encode_tensor(array: np.ndarray, name: str, chunk: int, workers: int = 1) ->
     ``workers`` processes share the chunks of each coded plane.
     """
     dtype = dtypes.name_of(array.dtype)
-    array = np.ascontiguousarray(array, dtype=dtypes.DTYPES[dtype])
+    array = np.asarray(array, dtype=dtypes.DTYPES[dtype], order="C")
+    if dtype == "BOOL" and array.size and int(array.view(np.uint8).max()) > 1:
+        raise InvalidArgumentError(f"tensor {name!r}: a BOOL array holds bytes other than 0 and 1")
     for split in dtypes.splits_of(dtype):
         planes = dtypes.split(array, split)
         plans = [_plan_plane(p, chunk) for p in planes]
         if split == "none" or any(mode != "raw" for mode, _ in plans):
             break
-    entry = container.Entry(name, dtype, tuple(int(d) for d in array.shape), split)
+    entry = container.Entry(name, dtype, tuple(int(d) for d in array.shape))
     sections = []
     for plane, (mode, freq) in zip(planes, plans):
         if mode == "const":
             entry.planes.append(container.Plane("const", value=int(plane[0])))
             continue
         blob = coder.encode(plane, chunk, freq, workers) if mode == "coded" else plane.tobytes()
-        entry.planes.append(container.Plane(mode, length=len(blob), crc=container.crc32(blob), chunk=chunk if mode == "coded" else 0))
+        entry.planes.append(container.Plane(mode, length=len(blob)))
         sections.append(blob)
+    entry.crc = container.sections_crc(sections)
     return entry, sections
 
 
 def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) -> np.ndarray:
     """Decode one tensor whose entry came from :func:`container.read_header` over ``buf``.
 
-    With ``verify`` (the default) each section's CRC-32 is checked first.
-    Errors name the tensor and the plane.
+    With ``verify`` (the default) the CRC-32 of the tensor's sections is
+    checked first. Errors name the tensor and the plane.
     """
+    if verify:
+        verify_sections(entry, buf)
     symbols = dtypes.plane_length(entry.dtype, entry.split, entry.size)
     planes = []
     for j, plane in enumerate(entry.planes):
         where = f"planes[{j}]"
         try:
-            planes.append(_decode_plane(plane, buf, symbols, where, verify))
+            planes.append(_decode_plane(plane, buf, symbols, where))
         except RansError as e:
             raise e.at(tensor=entry.name, field=where) from None
         except MemoryError:
@@ -90,18 +95,16 @@ def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) 
 
 
 def verify_sections(entry: container.Entry, buf: memoryview) -> None:
-    """Raise :class:`~rans.ChecksumError` naming the tensor and plane if a section's CRC-32 is wrong."""
-    for j, plane in enumerate(entry.planes):
-        if plane.mode != "const" and container.crc32(buf[plane.offset : plane.offset + plane.length]) != plane.crc:
-            raise ChecksumError("section checksum mismatch", tensor=entry.name, field=f"planes[{j}]")
+    """Raise :class:`~rans.ChecksumError` naming the tensor if the CRC-32 of its sections is wrong."""
+    start, end = entry.span()
+    if start < end and container.crc32(buf[start:end]) != entry.crc:
+        raise ChecksumError("checksum of the tensor's sections does not match", tensor=entry.name, field="crc32")
 
 
-def _decode_plane(plane: container.Plane, buf: memoryview, symbols: int, where: str, verify: bool) -> np.ndarray:
+def _decode_plane(plane: container.Plane, buf: memoryview, symbols: int, where: str) -> np.ndarray:
     if plane.mode == "const":
         return np.full(symbols, plane.value, dtype=np.uint8)
     section = buf[plane.offset : plane.offset + plane.length]
-    if verify and container.crc32(section) != plane.crc:
-        raise ChecksumError("section checksum mismatch", field=where)
     if plane.mode == "raw":
         return np.frombuffer(section, dtype=np.uint8).copy()
-    return coder.decode(section, symbols, plane.chunk, field=where)
+    return coder.decode(section, symbols, field=where)

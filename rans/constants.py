@@ -16,13 +16,16 @@ WORD_BITS = 16
 """Renormalization words are 16 bits; a symbol reads or writes at most one."""
 
 LANES = 32
-"""Interleaved rANS states per chunk (one warp on a GPU)."""
+"""Most interleaved rANS states per chunk (one warp on a GPU); a plane may use fewer."""
 
 RUN = 4
 """``V``: consecutive symbols of a chunk that belong to one lane in one step."""
 
 GROUP = LANES * RUN
-"""Symbols one step of a chunk covers; chunk sizes are multiples of it."""
+"""Chunk sizes are multiples of this (128 symbols)."""
+
+LANE_SYMBOLS = 1024
+"""Writers give a plane one lane per this many symbols (a power of two, 1 to 32 lanes)."""
 
 DEFAULT_CHUNK = 1 << 15
 """Chunk size writers use unless told otherwise (32 Ki symbols)."""

@@ -18,11 +18,17 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from . import dtypes
-from .constants import GROUP, MAX_CHUNK
-from .errors import CorruptDataError, NotRansDataError, TruncatedDataError, UnsupportedVersionError
+from .errors import (
+    ChecksumError,
+    CorruptDataError,
+    InvalidArgumentError,
+    NotRansDataError,
+    TruncatedDataError,
+    UnsupportedVersionError,
+)
 
 MAGIC = b"\x89RANS\r\n\x1a"
 VERSION = 1
@@ -30,6 +36,8 @@ PREAMBLE = struct.Struct("<8sIIQII")
 ALIGN = 8
 MAX_ELEMENTS = 1 << 48
 MAX_DIMS = 64
+MIN_CODED = 16
+"""The shortest coded section: header, a one-symbol table, one state, one word count."""
 
 
 def crc32(data: bytes | memoryview) -> int:
@@ -47,49 +55,76 @@ class Plane:
     """One plane of a tensor as the header describes it.
 
     ``mode`` is ``"raw"``, ``"coded"`` or ``"const"``; ``offset`` and
-    ``length`` place its section in the file (``length`` 0 and no section
-    for ``"const"``); ``crc`` is the section's CRC-32; ``chunk`` the chunk
-    size of a coded plane; ``value`` the byte of a constant one.
+    ``length`` place its section in the file (none for ``"const"``);
+    ``value`` is the byte of a constant plane.
     """
 
     mode: str
     length: int = 0
-    crc: int = 0
-    chunk: int = 0
     value: int = 0
     offset: int = 0
 
-    def to_json(self) -> list:
-        if self.mode == "const":
-            return ["const", self.value]
-        if self.mode == "raw":
-            return ["raw", self.length, self.crc]
-        return ["coded", self.length, self.crc, self.chunk]
+    def to_json(self) -> str | int:
+        return self.value if self.mode == "const" else self.mode[0]
 
 
 @dataclass
 class Entry:
-    """One tensor of the header: its name, dtype, shape, split and planes."""
+    """One tensor of the header: name, dtype, shape, planes and the CRC-32 of its sections."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
-    split: str
     planes: list[Plane] = field(default_factory=list)
+    crc: int = 0
 
     @property
     def size(self) -> int:
         """Number of elements."""
         return math.prod(self.shape)
 
+    @property
+    def split(self) -> str:
+        """The split the plane count implies (``docs/FORMAT.md``, section 5)."""
+        return dtypes.split_for(self.dtype, len(self.planes))
+
+    @property
+    def sections(self) -> list[Plane]:
+        """The planes that have a section, in file order."""
+        return [p for p in self.planes if p.mode != "const"]
+
+    def span(self) -> tuple[int, int]:
+        """First and last-plus-one byte of this tensor's sections (equal when it has none)."""
+        sections = self.sections
+        if not sections:
+            return 0, 0
+        return sections[0].offset, sections[-1].offset + sections[-1].length
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "name": self.name,
             "dtype": self.dtype,
             "shape": list(self.shape),
-            "split": self.split,
             "planes": [p.to_json() for p in self.planes],
         }
+        coded = [p.length for p in self.planes if p.mode == "coded"]
+        if coded:
+            document["coded"] = coded
+        if self.sections:
+            document["crc32"] = self.crc
+        return document
+
+
+def sections_crc(blobs: list[bytes]) -> int:
+    """CRC-32 of a tensor's sections laid out as in a file: each 8-aligned, gaps zero."""
+    crc = 0
+    position = 0
+    for blob in blobs:
+        gap = align(position) - position
+        crc = zlib.crc32(bytes(gap), crc)
+        crc = zlib.crc32(blob, crc)
+        position += gap + len(blob)
+    return crc & 0xFFFFFFFF
 
 
 @dataclass
@@ -105,10 +140,9 @@ def layout(entries: Iterable[Entry], data_start: int) -> int:
     """Give each section its offset, in order from ``data_start``; return the end of the data."""
     offset = data_start
     for entry in entries:
-        for plane in entry.planes:
-            if plane.mode != "const":
-                plane.offset = align(offset)
-                offset = plane.offset + plane.length
+        for plane in entry.sections:
+            plane.offset = align(offset)
+            offset = plane.offset + plane.length
     return offset
 
 
@@ -117,7 +151,10 @@ def encode_header(entries: list[Entry], metadata: dict[str, str] | None) -> byte
     document: dict[str, Any] = {"tensors": [e.to_json() for e in entries]}
     if metadata:
         document["metadata"] = metadata
-    text = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        text = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidArgumentError(f"tensor names and metadata must be valid Unicode text: {e}") from None
     head = PREAMBLE.pack(MAGIC, VERSION, 0, len(text), crc32(text), 0)[:28]
     preamble = head + struct.pack("<I", crc32(head))
     blob = preamble + text
@@ -131,8 +168,7 @@ def write(out: BinaryIO, entries: list[Entry], sections: list[list[bytes]], meta
     out.write(head)
     position = len(head)
     for entry, blobs in zip(entries, sections):
-        coded = [p for p in entry.planes if p.mode != "const"]
-        for plane, blob in zip(coded, blobs):
+        for plane, blob in zip(entry.sections, blobs):
             out.write(bytes(plane.offset - position))
             out.write(blob)
             position = plane.offset + len(blob)
@@ -155,9 +191,9 @@ def read_header(buf: memoryview) -> Header:
     if version != VERSION:
         if preamble_ok:
             raise UnsupportedVersionError(f"format version {version} is not supported; this reader knows version {VERSION}")
-        raise CorruptDataError(f"preamble checksum mismatch (its version field reads {version})", field="preamble")
+        raise ChecksumError(f"preamble checksum mismatch (its version field reads {version})", field="preamble")
     if not preamble_ok:
-        raise CorruptDataError("preamble checksum mismatch", field="preamble")
+        raise ChecksumError("preamble checksum mismatch", field="preamble")
     if reserved != 0:
         raise CorruptDataError("reserved preamble field is not zero", field="preamble")
     if header_length > len(buf) - PREAMBLE.size:
@@ -166,9 +202,9 @@ def read_header(buf: memoryview) -> Header:
         )
     text = buf[PREAMBLE.size : PREAMBLE.size + header_length]
     if crc32(text) != header_crc:
-        raise CorruptDataError("header checksum mismatch", field="header")
+        raise ChecksumError("header checksum mismatch", field="header")
     try:
-        document = json.loads(bytes(text).decode("utf-8"))
+        document = json.loads(bytes(text).decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CorruptDataError(f"header is not valid UTF-8 JSON: {e}", field="header") from None
     entries, metadata = _parse_document(document)
@@ -185,13 +221,19 @@ def read_header(buf: memoryview) -> Header:
 def _check_padding(buf: memoryview, position: int, entries: list[Entry], end: int) -> None:
     """Every byte between the header and the sections, and between sections, must be zero."""
     for entry in entries:
-        for plane in entry.planes:
-            if plane.mode != "const":
-                if any(buf[position : plane.offset]):
-                    raise CorruptDataError("padding before a section is not zero", tensor=entry.name, field="padding")
-                position = plane.offset + plane.length
+        for plane in entry.sections:
+            if any(buf[position : plane.offset]):
+                raise CorruptDataError("padding before a section is not zero", tensor=entry.name, field="padding")
+            position = plane.offset + plane.length
     if any(buf[position:end]):
         raise CorruptDataError("padding after the header is not zero", field="padding")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"duplicate key {next(k for k in keys if keys.count(k) > 1)!r}")
+    return dict(pairs)
 
 
 def _fail(message: str, tensor: str | None = None, field: str = "header") -> CorruptDataError:
@@ -226,53 +268,54 @@ def _parse_entry(t: Any, index: int) -> Entry:
     if not isinstance(t, dict) or not isinstance(t.get("name"), str):
         raise _fail(f"tensor #{index} must be an object with a string 'name'")
     name = t["name"]
-    if set(t) != {"name", "dtype", "shape", "split", "planes"}:
-        raise _fail(f"keys must be name, dtype, shape, split, planes; found {sorted(t)}", tensor=name)
-    dtype, shape, split, planes = t["dtype"], t["shape"], t["split"], t["planes"]
-    if dtype not in dtypes.DTYPES:
+    unknown = set(t) - {"name", "dtype", "shape", "planes", "coded", "crc32"}
+    missing = {"dtype", "shape", "planes"} - set(t)
+    if unknown or missing:
+        raise _fail(f"unknown keys {sorted(unknown)} or missing keys {sorted(missing)}", tensor=name)
+    dtype, shape, planes = t["dtype"], t["shape"], t["planes"]
+    if not isinstance(dtype, str) or dtype not in dtypes.DTYPES:
         raise _fail(f"unknown dtype {dtype!r}", tensor=name, field="dtype")
-    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(_is_int(d) and d >= 0 for d in shape):
-        raise _fail(f"shape must be a list of at most {MAX_DIMS} non-negative integers", tensor=name, field="shape")
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(_is_int(d) and 0 <= d <= MAX_ELEMENTS for d in shape):
+        raise _fail(f"shape must be a list of at most {MAX_DIMS} integers from 0 to 2**48", tensor=name, field="shape")
     n = math.prod(shape)
     if n > MAX_ELEMENTS:
         raise _fail(f"shape {shape} has {n} elements, more than 2**48", tensor=name, field="shape")
-    if split not in dtypes.splits_of(dtype):
-        raise _fail(f"split {split!r} is not defined for {dtype}", tensor=name, field="split")
-    count = dtypes.plane_count(dtype, split)
-    if not isinstance(planes, list) or len(planes) != count:
-        raise _fail(f"split {split!r} of {dtype} has {count} planes", tensor=name, field="planes")
-    symbols = dtypes.plane_length(dtype, split, n)
-    entry = Entry(name, dtype, tuple(shape), split)
+    allowed = sorted({dtypes.plane_count(dtype, s) for s in dtypes.splits_of(dtype)})
+    if not isinstance(planes, list) or len(planes) not in allowed:
+        raise _fail(f"{dtype} has {' or '.join(map(str, allowed))} planes", tensor=name, field="planes")
+    entry = Entry(name, dtype, tuple(shape), [Plane("raw")] * len(planes))
+    symbols = dtypes.plane_length(dtype, entry.split if planes else "none", n)
+    coded = t.get("coded", [])
+    if not isinstance(coded, list) or not all(_is_int(v) for v in coded):
+        raise _fail("'coded' must be a list of section lengths", tensor=name, field="coded")
+    if len(coded) != sum(1 for p in planes if p == "c"):
+        raise _fail("'coded' must give one length per coded plane", tensor=name, field="coded")
+    lengths = iter(coded)
+    entry.planes = []
     for j, p in enumerate(planes):
-        entry.planes.append(_parse_plane(p, symbols, name, f"planes[{j}]"))
+        entry.planes.append(_parse_plane(p, symbols, lengths, name, f"planes[{j}]"))
+    if entry.sections:
+        crc = t.get("crc32")
+        if not _is_int(crc) or not 0 <= crc <= 0xFFFFFFFF:
+            raise _fail("a tensor with sections needs a 'crc32' from 0 to 2**32 - 1", tensor=name, field="crc32")
+        entry.crc = crc
+    elif "crc32" in t:
+        raise _fail("a tensor without sections has no 'crc32'", tensor=name, field="crc32")
     return entry
 
 
-def _parse_plane(p: Any, symbols: int, name: str, where: str) -> Plane:
-    if not isinstance(p, list) or not p or p[0] not in ("raw", "coded", "const"):
-        raise _fail("a plane must be a list starting with 'raw', 'coded' or 'const'", tensor=name, field=where)
-    mode = p[0]
-    if mode == "const":
-        if len(p) != 2 or not _is_int(p[1]) or not 0 <= p[1] <= 255:
-            raise _fail("a const plane is ['const', byte]", tensor=name, field=where)
-        return Plane("const", value=p[1])
-    arity = 3 if mode == "raw" else 4
-    if len(p) != arity or not all(_is_int(v) for v in p[1:]):
-        shape = "['raw', length, crc32]" if mode == "raw" else "['coded', length, crc32, chunk]"
-        raise _fail(f"a {mode} plane is {shape}", tensor=name, field=where)
-    length, crc = p[1], p[2]
-    if not 0 <= crc <= 0xFFFFFFFF:
-        raise _fail("crc32 out of range", tensor=name, field=where)
-    if mode == "raw":
-        if length != symbols:
-            raise _fail(f"raw plane of {length} bytes; the shape needs {symbols}", tensor=name, field=where)
-        return Plane("raw", length=length, crc=crc)
-    chunk = p[3]
-    if not (GROUP <= chunk <= MAX_CHUNK and chunk % GROUP == 0):
-        raise _fail(f"chunk size {chunk} is not a multiple of {GROUP} from {GROUP} to {MAX_CHUNK}", tensor=name, field=where)
+def _parse_plane(p: Any, symbols: int, coded: Iterator[int], name: str, where: str) -> Plane:
+    if _is_int(p):
+        if not 0 <= p <= 255:
+            raise _fail("a constant plane is a byte value, 0 to 255", tensor=name, field=where)
+        return Plane("const", value=p)
+    if p == "r":
+        return Plane("raw", length=symbols)
+    if p != "c":
+        raise _fail("a plane is 'c' (coded), 'r' (raw) or a byte value (constant)", tensor=name, field=where)
+    length = next(coded)
     if symbols == 0:
         raise _fail("a coded plane must have symbols", tensor=name, field=where)
-    n_chunks = -(-symbols // chunk)
-    if length < 1 + 132 * n_chunks:
-        raise _fail(f"coded plane of {length} bytes cannot hold {n_chunks} chunks", tensor=name, field=where)
-    return Plane("coded", length=length, crc=crc, chunk=chunk)
+    if length < MIN_CODED or length > symbols * 8 + (1 << 16):
+        raise _fail(f"coded section length {length} is impossible for {symbols} symbols", tensor=name, field=where)
+    return Plane("coded", length=length)

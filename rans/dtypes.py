@@ -6,12 +6,16 @@ tensor's elements become planes (``docs/FORMAT.md``, "Plane splits"):
 ``"none"``
     One plane: the tensor's bytes in memory order, little-endian.
 ``"bytes"``
-    One plane per byte of the element: plane ``j`` holds byte ``j``
-    (little-endian) of every element.
+    For dtypes of 2 or more bytes but ``BF16`` and ``F32``: one plane per
+    byte of the element; plane ``j`` holds byte ``j`` (little-endian) of
+    every element.
 ``"float"``
     For ``BF16`` and ``F32``, whose exponent is 8 bits: plane 0 is the
     exponent, plane 1 the sign bit over the 7 high mantissa bits, and for
     ``F32`` planes 2 and 3 the middle and low mantissa bytes.
+
+A tensor's split follows from its dtype and plane count: one plane is
+``"none"``, more is the dtype's other split.
 
 Examples
 --------
@@ -74,8 +78,13 @@ def splits_of(name: str) -> tuple[str, ...]:
     if size == 1:
         return ("none",)
     if name in ("BF16", "F32"):
-        return ("float", "bytes", "none")
+        return ("float", "none")
     return ("bytes", "none")
+
+
+def split_for(name: str, planes: int) -> str:
+    """The split of a tensor of dtype ``name`` stored in ``planes`` planes."""
+    return splits_of(name)[0] if planes > 1 else "none"
 
 
 def plane_count(name: str, split: str) -> int:

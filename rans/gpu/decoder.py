@@ -55,15 +55,15 @@ class _Launch:
         layout = section.layout
         others = others + [0] * (3 - len(others))
         shift = j if kind in (kernels.KIND_BYTES2, kernels.KIND_BYTES4) else 0
-        self.planes.append([len(self.tables), kind, out, *others, shift])
+        self.planes.append([len(self.tables), kind, out, *others, shift, layout.lanes])
         self.tables.append(_decode_table(section.freq))
         k = layout.n_chunks
         first_word = (plane.offset + layout.words_at) // 2 + np.cumsum(section.counts) - section.counts
         chunks = np.empty((k, kernels.CHUNK_COLUMNS), dtype=np.int64)
         chunks[:, kernels.C_WORDS] = first_word
         chunks[:, kernels.C_END] = first_word + section.counts
-        chunks[:, kernels.C_STATES] = (plane.offset + layout.states_at) // 4 + LANES * np.arange(k)
-        chunks[:, kernels.C_BASE] = plane.chunk * np.arange(k)
+        chunks[:, kernels.C_STATES] = (plane.offset + layout.states_at) // 4 + layout.lanes * np.arange(k)
+        chunks[:, kernels.C_BASE] = section.chunk * np.arange(k)
         chunks[:, kernels.C_LEN] = section.lengths
         self.chunks.append(chunks)
         starts = np.arange(0, k, WARPS_PER_BLOCK)
@@ -181,7 +181,7 @@ def plan(buf: memoryview, entries: Sequence[container.Entry], out_offsets: Seque
         for j in coded:
             plane = entry.planes[j]
             try:
-                section = coder.read_section(buf[plane.offset : plane.offset + plane.length], symbols, plane.chunk, f"planes[{j}]")
+                section = coder.read_section(buf[plane.offset : plane.offset + plane.length], symbols, f"planes[{j}]")
             except RansError as error:
                 raise error.at(tensor=entry.name) from None
             if fused is not None:

@@ -1,7 +1,7 @@
 """Numba CUDA kernels: interleaved rANS decode with the plane join fused in.
 
-One warp decodes one chunk, its 32 lanes in lockstep as ``docs/FORMAT.md``
-(4.2) says; the lanes that need a word take them in lane order through a
+One warp decodes one chunk, its lanes in lockstep as ``docs/FORMAT.md``
+(4.2) says (a plane of ``W < 32`` lanes leaves the warp's other lanes idle); the lanes that need a word take them in lane order through a
 ballot and a population count. A block of :data:`WARPS_PER_BLOCK` warps
 decodes up to that many chunks of one plane, with the plane's decode table
 in shared memory. Blocks stride over a list of such groups, so one launch
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from numba import cuda, uint8, uint32
 
-from ..constants import GROUP, LANES, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
+from ..constants import LANES, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
 from .warp import WARPS_PER_BLOCK, ballot
 
 # Columns of the plane descriptors (int64).
-P_TABLE, P_KIND, P_OUT, P_SRC1, P_SRC2, P_SRC3, P_SHIFT = range(7)
-PLANE_COLUMNS = 7
+P_TABLE, P_KIND, P_OUT, P_SRC1, P_SRC2, P_SRC3, P_SHIFT, P_LANES = range(8)
+PLANE_COLUMNS = 8
 # Columns of the chunk descriptors (int64).
 C_WORDS, C_END, C_STATES, C_BASE, C_LEN = range(5)
 CHUNK_COLUMNS = 5
@@ -106,14 +106,21 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
             src2 = planes[plane, P_SRC2]
             src3 = planes[plane, P_SRC3]
             shift = planes[plane, P_SHIFT]
+            lanes = planes[plane, P_LANES]
             word = chunks[c, C_WORDS]
             end = chunks[c, C_END]
             base = chunks[c, C_BASE]
             length = chunks[c, C_LEN]
-            x = uint32(buf32[chunks[c, C_STATES] + lane])
+            mine = lane < lanes
+            x = _LOW
+            if mine:
+                x = uint32(buf32[chunks[c, C_STATES] + lane])
             ok = x >= _LOW
-            for step in range((length + GROUP - 1) // GROUP):
-                k0 = (step * LANES + lane) * RUN
+            span = lanes * RUN
+            for step in range((length + span - 1) // span):
+                k0 = (step * lanes + lane) * RUN
+                if not mine:
+                    k0 = length
                 packed = uint32(0)
                 for u in range(RUN):
                     entry = table[x & _MASK]

@@ -6,6 +6,6 @@ Examples
 >>> from rans.reference import coder
 >>> plane = np.array([1, 2, 2, 3] * 100, dtype=np.uint8)
 >>> section = coder.encode(plane, chunk=128)
->>> bool((coder.decode(section, plane.size, chunk=128) == plane).all())
+>>> bool((coder.decode(section, plane.size) == plane).all())
 True
 """

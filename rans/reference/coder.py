@@ -9,12 +9,13 @@ Read me first. Three things surprise people about rANS:
 2. **Words come out in reverse.** The encoder pushes 16-bit words as the
    state overflows; the decoder pulls them in the opposite order, so the
    section stores them reversed.
-3. **Lanes interleave.** A chunk of ``C`` symbols is coded by 32 lanes, each
-   with its own state, sharing one word stream. Symbol ``k`` of a chunk
-   belongs to group ``g = k // 4``: lane ``g % 32`` codes it at step
-   ``g // 32``, sub-step ``k % 4``. The decoder goes step by step, sub-step by
-   sub-step, and at each one every lane that needs a word takes the next
-   one, lanes in ascending order (what a GPU warp does with a ballot).
+3. **Lanes interleave.** A chunk of ``C`` symbols is coded by ``W`` lanes
+   (32 for large planes, fewer for small ones), each with its own state,
+   sharing one word stream. Symbol ``k`` of a chunk belongs to group
+   ``g = k // 4``: lane ``g % W`` codes it at step ``g // W``, sub-step
+   ``k % 4``. The decoder goes step by step, sub-step by sub-step, and at
+   each one every lane that needs a word takes the next one, lanes in
+   ascending order (what a GPU warp does with a ballot).
 
 To follow one symbol ``s`` of frequency ``f`` and cumulative frequency ``c``
 through a lane whose state is ``x``:
@@ -25,33 +26,37 @@ through a lane whose state is ``x``:
   ``[c, c + f)`` hold ``slot``); ``x = f * (x >> 12) + slot - c``; if
   ``x < L``, ``x = (x << 16) | next_word``.
 
-The code below does exactly this, for all chunks and all 32 lanes of a
-sub-step at once, with NumPy arrays of shape ``(chunks, 32)``.
+The code below does exactly this, for all chunks and all ``W`` lanes of a
+sub-step at once, with NumPy arrays of shape ``(chunks, W)``.
 
-A coded section holds, in this order (``docs/FORMAT.md``, "Coded plane"):
-the frequency table, zero bytes up to a multiple of 4, the initial decoder
-states (``uint32[chunks][32]``), each chunk's word count
+A coded section holds, in this order (``docs/FORMAT.md``, "Coded planes"):
+a 4-byte header (``uint8`` lane count ``W``, a zero byte, ``uint16`` chunk
+size over 128), the frequency table, zero bytes up to a multiple of 4, the
+initial decoder states (``uint32[chunks][W]``), each chunk's word count
 (``uint32[chunks]``) and the words of all chunks (``uint16``, little-endian).
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..constants import ENCODE_SHIFT, GROUP, LANES, M, MAX_CHUNK, PROB_BITS, RUN, STATE_LOW, WORD_BITS
+from ..constants import ENCODE_SHIFT, GROUP, LANE_SYMBOLS, LANES, M, MAX_CHUNK, PROB_BITS, RUN, STATE_LOW, WORD_BITS
 from ..errors import CorruptDataError, InvalidArgumentError
 from . import tables
 
-_LANE = np.arange(LANES)
 _WORD_MASK = (1 << WORD_BITS) - 1
+HEADER_BYTES = 4
+"""A coded section starts with ``uint8`` lanes, a zero byte and ``uint16`` chunk size / 128."""
 
 
 @dataclass(frozen=True)
 class Layout:
     """Where the parts of a coded section lie, in bytes from its start."""
 
+    lanes: int
     n_chunks: int
     table_bytes: int
     states_at: int
@@ -59,11 +64,19 @@ class Layout:
     words_at: int
 
     @classmethod
-    def of(cls, n: int, chunk: int, table_bytes: int) -> "Layout":
+    def of(cls, n: int, chunk: int, table_bytes: int, lanes: int) -> "Layout":
         n_chunks = -(-n // chunk)
-        states_at = -(-table_bytes // 4) * 4
-        counts_at = states_at + 4 * LANES * n_chunks
-        return cls(n_chunks, table_bytes, states_at, counts_at, counts_at + 4 * n_chunks)
+        states_at = -(-(HEADER_BYTES + table_bytes) // 4) * 4
+        counts_at = states_at + 4 * lanes * n_chunks
+        return cls(lanes, n_chunks, table_bytes, states_at, counts_at, counts_at + 4 * n_chunks)
+
+
+def lanes_for(n: int) -> int:
+    """The lane count writers give a plane of ``n`` symbols: one per 1024 symbols, a power of two up to 32."""
+    lanes = 1
+    while lanes < LANES and 2 * lanes * LANE_SYMBOLS <= n:
+        lanes *= 2
+    return lanes
 
 
 def check_chunk(chunk: int) -> None:
@@ -72,14 +85,14 @@ def check_chunk(chunk: int) -> None:
         raise InvalidArgumentError(f"chunk size must be a multiple of {GROUP} from {GROUP} to {MAX_CHUNK}, not {chunk!r}")
 
 
-def _positions(step: int, sub: int) -> np.ndarray:
+def _positions(step: int, sub: int, lanes: int) -> np.ndarray:
     """Index in its chunk of the symbol each lane codes at (step, sub-step)."""
-    return (step * LANES + _LANE) * RUN + sub
+    return (step * lanes + np.arange(lanes)) * RUN + sub
 
 
-def _steps(n: int, chunk: int) -> int:
+def _steps(n: int, chunk: int, lanes: int) -> int:
     """Steps of the longest chunk: a plane shorter than a chunk needs fewer."""
-    return -(-min(n, chunk) // GROUP)
+    return -(-min(n, chunk) // (lanes * RUN))
 
 
 def _chunk_lengths(n: int, chunk: int, n_chunks: int) -> np.ndarray:
@@ -88,7 +101,9 @@ def _chunk_lengths(n: int, chunk: int, n_chunks: int) -> np.ndarray:
     return lengths
 
 
-def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, workers: int = 1) -> bytes:
+def encode(
+    plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, workers: int = 1, lanes: int | None = None
+) -> bytes:
     """Code a plane of byte symbols into a section.
 
     Parameters
@@ -103,6 +118,9 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, worker
     workers : int
         Processes to share the chunks among; chunks are independent once the
         table is fixed, so the bytes do not depend on this.
+    lanes : int, optional
+        Lanes per chunk, a power of two up to 32; by default
+        :func:`lanes_for` the plane's length.
 
     Returns
     -------
@@ -111,12 +129,15 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, worker
     """
     check_chunk(chunk)
     n = plane.size
+    lanes = lanes_for(n) if lanes is None else lanes
+    if lanes not in (1, 2, 4, 8, 16, 32):
+        raise InvalidArgumentError(f"lanes must be a power of two from 1 to 32, not {lanes!r}")
     if freq is None:
         freq = tables.quantize(tables.count(plane))
-    table = tables.serialize(freq)
-    layout = Layout.of(n, chunk, len(table))
+    head = struct.pack("<BBH", lanes, 0, chunk // GROUP) + tables.serialize(freq)
+    layout = Layout.of(n, chunk, len(head) - HEADER_BYTES, lanes)
     if workers > 1 and layout.n_chunks > 1:
-        return table + _encode_in_parallel(plane, chunk, freq, workers, layout)
+        return head + _encode_in_parallel(plane, chunk, freq, workers, layout)
     lengths = _chunk_lengths(n, chunk, layout.n_chunks)
     symbols = np.zeros(layout.n_chunks * chunk, dtype=np.uint8)
     symbols[:n] = plane
@@ -126,12 +147,12 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, worker
     safe_freq = np.maximum(freq, 1)
     cum = tables.cumulative(freq)
 
-    x = np.full((layout.n_chunks, LANES), STATE_LOW, dtype=np.int64)
+    x = np.full((layout.n_chunks, lanes), STATE_LOW, dtype=np.int64)
     emitted = np.zeros((layout.n_chunks, chunk), dtype=np.uint16)  # per chunk, in emission order
     n_emitted = np.zeros(layout.n_chunks, dtype=np.int64)
-    for step in reversed(range(_steps(n, chunk))):
+    for step in reversed(range(_steps(n, chunk, lanes))):
         for sub in reversed(range(RUN)):
-            k = _positions(step, sub)
+            k = _positions(step, sub, lanes)
             s = symbols[:, k]
             f = safe_freq[s]
             active = k < lengths[:, None]
@@ -139,8 +160,8 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, worker
             # Lanes emit in descending order, so the decoder, reading the reversed
             # stream, meets them in ascending order.
             after = np.cumsum(emit[:, ::-1], axis=1)[:, ::-1] - emit
-            rows, lanes = np.nonzero(emit)
-            emitted[rows, n_emitted[rows] + after[rows, lanes]] = x[rows, lanes] & _WORD_MASK
+            rows, cols = np.nonzero(emit)
+            emitted[rows, n_emitted[rows] + after[rows, cols]] = x[rows, cols] & _WORD_MASK
             n_emitted += emit.sum(axis=1)
             x = np.where(emit, x >> WORD_BITS, x)
             quotient, remainder = np.divmod(x, f)
@@ -154,7 +175,7 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, worker
     words = emitted[chunk_of_word, reversed_index]
 
     out = bytearray(layout.words_at + 2 * total)
-    out[: len(table)] = table
+    out[: len(head)] = head
     out[layout.states_at : layout.counts_at] = x.astype("<u4").tobytes()
     out[layout.counts_at : layout.words_at] = n_emitted.astype("<u4").tobytes()
     out[layout.words_at :] = words.astype("<u2").tobytes()
@@ -167,11 +188,12 @@ def _encode_in_parallel(plane: np.ndarray, chunk: int, freq: np.ndarray, workers
 
     per_slice = -(-layout.n_chunks // workers) * chunk
     slices = [plane[i : i + per_slice] for i in range(0, plane.size, per_slice)]
-    with ProcessPoolExecutor(len(slices)) as pool:
-        parts = [memoryview(part) for part in pool.map(encode, slices, [chunk] * len(slices), [freq] * len(slices))]
-    table_bytes = len(tables.serialize(freq))
-    geometry = [Layout.of(s.size, chunk, table_bytes) for s in slices]
-    out = bytearray(layout.states_at - table_bytes)
+    count = len(slices)
+    with ProcessPoolExecutor(count) as pool:
+        parts = pool.map(encode, slices, [chunk] * count, [freq] * count, [1] * count, [layout.lanes] * count)
+        parts = [memoryview(part) for part in parts]
+    geometry = [Layout.of(s.size, chunk, layout.table_bytes, layout.lanes) for s in slices]
+    out = bytearray(layout.states_at - HEADER_BYTES - layout.table_bytes)
     for part, g in zip(parts, geometry):
         out += part[g.states_at : g.counts_at]
     for part, g in zip(parts, geometry):
@@ -186,6 +208,7 @@ class Section:
     """A coded section, validated: its table, layout, initial states and word counts."""
 
     freq: np.ndarray
+    chunk: int
     layout: Layout
     lengths: np.ndarray
     states: np.ndarray
@@ -193,29 +216,36 @@ class Section:
     words: np.ndarray
 
 
-def read_section(section: bytes | memoryview, n: int, chunk: int, field: str = "plane") -> Section:
+def read_section(section: bytes | memoryview, n: int, field: str = "plane") -> Section:
     """Parse and validate a coded section of ``n`` symbols, without decoding it.
 
     Raises
     ------
     rans.CorruptDataError
-        The table is invalid, the section's length does not match its
-        table, states and word counts, or a word count exceeds its chunk's
-        length (so decoding is bounded by ``n``).
+        The header or table is invalid, the section's length does not match
+        its table, states and word counts, or a word count exceeds its
+        chunk's length (so decoding is bounded by ``n``).
     """
-    check_chunk(chunk)
     section = memoryview(section)
-    freq, table_bytes = tables.parse(section, field=f"{field}.table")
-    layout = Layout.of(n, chunk, table_bytes)
+    if len(section) < HEADER_BYTES:
+        raise CorruptDataError("coded section is shorter than its 4-byte header", field=field)
+    lanes, reserved, groups = struct.unpack_from("<BBH", section)
+    if lanes not in (1, 2, 4, 8, 16, 32) or reserved != 0:
+        raise CorruptDataError(f"lane count {lanes} is not a power of two up to 32, or byte 1 is not zero", field=field)
+    chunk = groups * GROUP
+    if not GROUP <= chunk <= MAX_CHUNK:
+        raise CorruptDataError(f"chunk size {chunk} is not from {GROUP} to {MAX_CHUNK}", field=field)
+    freq, table_bytes = tables.parse(section[HEADER_BYTES:], field=f"{field}.table")
+    layout = Layout.of(n, chunk, table_bytes, lanes)
     if len(section) < layout.words_at:
         raise CorruptDataError(
             f"coded section of {len(section)} bytes cannot hold the states and counts of {layout.n_chunks} chunks",
             field=field,
         )
-    if any(section[table_bytes : layout.states_at]):
+    if any(section[HEADER_BYTES + table_bytes : layout.states_at]):
         raise CorruptDataError("padding after the frequency table is not zero", field=field)
     lengths = _chunk_lengths(n, chunk, layout.n_chunks)
-    states = np.frombuffer(section[layout.states_at : layout.counts_at], dtype="<u4").reshape(layout.n_chunks, LANES)
+    states = np.frombuffer(section[layout.states_at : layout.counts_at], dtype="<u4").reshape(layout.n_chunks, lanes)
     counts = np.frombuffer(section[layout.counts_at : layout.words_at], dtype="<u4").astype(np.int64)
     too_many = np.flatnonzero(counts > lengths)
     if too_many.size:
@@ -224,10 +254,10 @@ def read_section(section: bytes | memoryview, n: int, chunk: int, field: str = "
     if len(section) != expected:
         raise CorruptDataError(f"coded section is {len(section)} bytes; its word counts say {expected}", field=field)
     words = np.frombuffer(section[layout.words_at :], dtype="<u2")
-    return Section(freq, layout, lengths, states, counts, words)
+    return Section(freq, chunk, layout, lengths, states, counts, words)
 
 
-def decode(section: bytes | memoryview, n: int, chunk: int, field: str = "plane") -> np.ndarray:
+def decode(section: bytes | memoryview, n: int, field: str = "plane") -> np.ndarray:
     """Decode a section written by :func:`encode` back into ``n`` byte symbols.
 
     Parameters
@@ -236,8 +266,6 @@ def decode(section: bytes | memoryview, n: int, chunk: int, field: str = "plane"
         The coded section, exactly (no trailing bytes).
     n : int
         Number of symbols, at least one.
-    chunk : int
-        Symbols per chunk, as encoded.
     field : str
         Name used in error messages.
 
@@ -248,8 +276,8 @@ def decode(section: bytes | memoryview, n: int, chunk: int, field: str = "plane"
         state ``L`` or does not end in state ``L`` having read exactly its
         words.
     """
-    parsed = read_section(section, n, chunk, field)
-    freq, layout, lengths, counts = parsed.freq, parsed.layout, parsed.lengths, parsed.counts
+    parsed = read_section(section, n, field)
+    freq, chunk, layout, lengths, counts = parsed.freq, parsed.chunk, parsed.layout, parsed.lengths, parsed.counts
     x = parsed.states.astype(np.int64)
     bad = np.flatnonzero((x < STATE_LOW).any(axis=1))
     if bad.size:
@@ -261,9 +289,9 @@ def decode(section: bytes | memoryview, n: int, chunk: int, field: str = "plane"
     next_word = np.cumsum(counts) - counts
     end = next_word + counts
     out = np.empty((layout.n_chunks, chunk), dtype=np.uint8)
-    for step in range(_steps(n, chunk)):
+    for step in range(_steps(n, chunk, layout.lanes)):
         for sub in range(RUN):
-            k = _positions(step, sub)
+            k = _positions(step, sub, layout.lanes)
             slot = x & (M - 1)
             s = sym_of_slot[slot]
             decoded = freq[s] * (x >> PROB_BITS) + slot - cum[s]
