@@ -3,9 +3,10 @@
 It knows nothing of coding or dtypes beyond the names it validates against;
 ``docs/FORMAT.md`` ("Container") is the specification. A file is::
 
-    preamble   32 bytes: magic, version, reserved, header length, two CRC-32s
-    header     UTF-8 JSON: the tensors (name, dtype, shape, split, planes)
-               and the user metadata
+    preamble   32 bytes: magic, version, header encoding, header length,
+               two CRC-32s
+    header     UTF-8 JSON, stored as it is or compressed with zlib: the
+               tensors (name, dtype, shape, planes) and the user metadata
     sections   one per raw or coded plane, in header order, each starting at
                a multiple of 8 bytes from the start of the file, the gaps
                filled with zero bytes; the file ends where the last one does.
@@ -36,6 +37,10 @@ PREAMBLE = struct.Struct("<8sIIQII")
 ALIGN = 8
 MAX_ELEMENTS = 1 << 48
 MAX_DIMS = 64
+PLAIN, ZLIB = 0, 1
+"""Header encodings: UTF-8 JSON as it is, or a zlib stream of it."""
+MAX_HEADER = 1 << 28
+"""The longest header a reader inflates (256 MiB of JSON)."""
 MIN_CODED = 16
 """The shortest coded section: header, a one-symbol table, one state, one word count."""
 
@@ -155,7 +160,11 @@ def encode_header(entries: list[Entry], metadata: dict[str, str] | None) -> byte
         text = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
         raise InvalidArgumentError(f"tensor names and metadata must be valid Unicode text: {e}") from None
-    head = PREAMBLE.pack(MAGIC, VERSION, 0, len(text), crc32(text), 0)[:28]
+    if len(text) > MAX_HEADER:
+        raise InvalidArgumentError(f"the header would be {len(text)} bytes of JSON, more than {MAX_HEADER}")
+    packed = zlib.compress(text, 9)
+    encoding, text = (ZLIB, packed) if len(packed) < len(text) else (PLAIN, text)
+    head = PREAMBLE.pack(MAGIC, VERSION, encoding, len(text), crc32(text), 0)[:28]
     preamble = head + struct.pack("<I", crc32(head))
     blob = preamble + text
     return blob + bytes(align(len(blob)) - len(blob))
@@ -186,7 +195,7 @@ def read_header(buf: memoryview) -> Header:
         raise NotRansDataError("not a rans file: the magic bytes are missing")
     if len(buf) < PREAMBLE.size:
         raise TruncatedDataError(f"file of {len(buf)} bytes ends inside the {PREAMBLE.size}-byte preamble", field="preamble")
-    _, version, reserved, header_length, header_crc, preamble_crc = PREAMBLE.unpack_from(buf)
+    _, version, encoding, header_length, header_crc, preamble_crc = PREAMBLE.unpack_from(buf)
     preamble_ok = crc32(buf[:28]) == preamble_crc
     if version != VERSION:
         if preamble_ok:
@@ -194,8 +203,8 @@ def read_header(buf: memoryview) -> Header:
         raise ChecksumError(f"preamble checksum mismatch (its version field reads {version})", field="preamble")
     if not preamble_ok:
         raise ChecksumError("preamble checksum mismatch", field="preamble")
-    if reserved != 0:
-        raise CorruptDataError("reserved preamble field is not zero", field="preamble")
+    if encoding not in (PLAIN, ZLIB):
+        raise CorruptDataError(f"header encoding {encoding} is neither 0 (JSON) nor 1 (zlib)", field="preamble")
     if header_length > len(buf) - PREAMBLE.size:
         raise TruncatedDataError(
             f"header of {header_length} bytes does not fit a file of {len(buf)} bytes", field="header"
@@ -203,6 +212,8 @@ def read_header(buf: memoryview) -> Header:
     text = buf[PREAMBLE.size : PREAMBLE.size + header_length]
     if crc32(text) != header_crc:
         raise ChecksumError("header checksum mismatch", field="header")
+    if encoding == ZLIB:
+        text = _inflate(text)
     try:
         document = json.loads(bytes(text).decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -216,6 +227,21 @@ def read_header(buf: memoryview) -> Header:
         raise CorruptDataError(f"{len(buf) - end} bytes follow the last section", field="sections")
     _check_padding(buf, PREAMBLE.size + header_length, entries, end)
     return Header(entries, metadata, end)
+
+
+def _inflate(packed: memoryview) -> bytes:
+    """The JSON of a zlib-encoded header, never inflating more than :data:`MAX_HEADER` bytes."""
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(packed, MAX_HEADER)
+    except zlib.error as e:
+        raise CorruptDataError(f"header is not a valid zlib stream: {e}", field="header") from None
+    if not inflater.eof:
+        what = f"inflates past {MAX_HEADER} bytes" if inflater.unconsumed_tail else "zlib stream ends early"
+        raise CorruptDataError(f"header {what}", field="header")
+    if inflater.unused_data:
+        raise CorruptDataError("bytes follow the header's zlib stream", field="header")
+    return text
 
 
 def _check_padding(buf: memoryview, position: int, entries: list[Entry], end: int) -> None:
