@@ -229,22 +229,25 @@ def _allocate(nbytes: int, framework: str) -> tuple[Any, Any]:
 
 def _bytes_view(out: Any, nbytes: int) -> Any:
     """A numba ``uint8`` view of a caller's contiguous device array of ``nbytes`` bytes."""
-    if not hasattr(out, "__cuda_array_interface__"):
-        raise InvalidArgumentError("out must be a device array with __cuda_array_interface__")
     if type(out).__module__.startswith("torch"):
         import torch
 
-        if not out.is_contiguous():
-            raise InvalidArgumentError("out must be contiguous")
-        view = cuda.as_cuda_array(out.view(-1).view(torch.uint8))
-    else:
+        if not (out.is_cuda and out.is_contiguous()):
+            raise InvalidArgumentError("out must be a contiguous CUDA tensor")
+        array = cuda.as_cuda_array(out.view(-1).view(torch.uint8))
+    elif hasattr(out, "copy_to_host") and hasattr(out, "view"):  # a numba device array
+        array = out
+    elif hasattr(out, "__cuda_array_interface__"):
         array = cuda.as_cuda_array(out)
-        if not array.is_c_contiguous():
-            raise InvalidArgumentError("out must be contiguous")
-        view = array.reshape(-1).view(np.uint8)
+    else:
+        raise InvalidArgumentError("out must be a device array (torch, CuPy, numba: __cuda_array_interface__)")
+    if not array.is_c_contiguous():
+        raise InvalidArgumentError("out must be contiguous")
+    view = array.reshape(-1).view(np.uint8) if array.dtype != np.uint8 or array.ndim != 1 else array
     if view.size != nbytes:
         raise InvalidArgumentError(f"out holds {view.size} bytes; the tensor needs {nbytes}")
-    if view.device_ctypes_pointer.value % 4:
+    pointer = getattr(view, "device_ctypes_pointer", None)
+    if pointer is not None and (pointer.value or 0) % 4:
         raise InvalidArgumentError("out must be aligned to 4 bytes")
     return view
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from numba import cuda, uint8, uint32
 
 from ..constants import LANES, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
-from .warp import WARPS_PER_BLOCK, ballot
+from .warp import VOTE_BYTES, WARPS_PER_BLOCK, ballot
 
 # Columns of the plane descriptors (int64).
 P_TABLE, P_KIND, P_OUT, P_SRC1, P_SRC2, P_SRC3, P_SHIFT, P_LANES = range(8)
@@ -88,10 +88,11 @@ def _assemble(kind, s, a, b, c, shift):
 def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, status):
     """Decode every chunk listed in ``groups`` (plane, first chunk, chunk count) into ``out``."""
     table = cuda.shared.array(M, uint32)
-    scratch = cuda.shared.array((WARPS_PER_BLOCK, LANES), uint8)
+    scratch = cuda.shared.array((WARPS_PER_BLOCK, VOTE_BYTES), uint8)
     tid = cuda.threadIdx.x
     warp = tid // LANES
     lane = tid % LANES
+    scratch[warp, 64 + lane] = 0
     below = (uint32(1) << uint32(lane)) - uint32(1)
     for g in range(cuda.blockIdx.x, groups.shape[0], cuda.gridDim.x):
         plane = groups[g, 0]

@@ -1,0 +1,188 @@
+"""The GPU decoder against the reference: same bytes out, same errors.
+
+Without a GPU these tests run on the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``,
+set by ``conftest.py``) at small sizes: a logic check. Tests marked ``gpu``
+run only on a real GPU (``pytest -m gpu``), at realistic sizes; that is
+where bit-exactness is judged.
+"""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rans
+from rans import container
+
+cuda = pytest.importorskip("numba.cuda")
+
+SIMULATED = bool(__import__("numba").config.ENABLE_CUDASIM)
+SMALL = settings(max_examples=4 if SIMULATED else 40, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def weights(kind: str, n: int, seed: int) -> np.ndarray:
+    """Tensors of every dtype family, drawn like real ones."""
+    rng = np.random.default_rng(seed)
+    if kind == "bf16":
+        return rng.normal(0, 0.02, n).astype(np.float32).astype(ml_dtypes.bfloat16)
+    if kind == "f32":
+        return rng.normal(0, 0.02, n).astype(np.float32)
+    if kind == "f32-bf16":
+        return rng.normal(0, 0.02, n).astype(ml_dtypes.bfloat16).astype(np.float32)
+    if kind == "f16":
+        return rng.normal(0, 0.02, n).astype(np.float16)
+    if kind == "e4m3":
+        return rng.normal(0, 1, n).astype(ml_dtypes.float8_e4m3fn)
+    if kind == "e5m2":
+        return rng.normal(0, 1, n).astype(ml_dtypes.float8_e5m2)
+    if kind == "i8":
+        return np.clip(np.round(rng.normal(0, 12, n)), -128, 127).astype(np.int8)
+    if kind == "i16":
+        return np.round(rng.normal(0, 12, n)).astype(np.int16)
+    if kind == "i32":
+        return np.round(rng.normal(0, 300, n)).astype(np.int32) << 8
+    if kind == "i64":
+        return np.round(rng.normal(0, 300, n)).astype(np.int64)
+    if kind == "u8-few":
+        return rng.choice(np.array([0, 1, 7, 200], np.uint8), n, p=[0.7, 0.2, 0.05, 0.05])
+    return rng.integers(0, 2, n).astype(np.bool_)
+
+
+KINDS = ["bf16", "f32", "f32-bf16", "f16", "e4m3", "e5m2", "i8", "i16", "i32", "i64", "u8-few", "bool"]
+
+
+def on_gpu(data: bytes, **options) -> np.ndarray:
+    """Decode on the GPU into a numba array and bring the bytes back."""
+    out = rans.decompress(data, device="cuda", framework="numba", **options)
+    return out.copy_to_host()
+
+
+def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+SIM_KINDS = ["bf16", "f32", "f32-bf16", "f16", "e4m3", "i8", "i16", "u8-few", "bool"]
+"""Under the simulator, one dtype per kernel path (every "fused" kind, the scratch path, bytes)."""
+
+
+@pytest.mark.parametrize("kind", SIM_KINDS if SIMULATED else KINDS)
+def test_every_dtype_matches_the_reference(kind: str) -> None:
+    """Each dtype, at sizes that make several chunks, through the fused and the scratch paths."""
+    n = 300 if SIMULATED else 300_001
+    x = weights(kind, n, seed=len(kind))
+    data = rans.compress(x, chunk_size=128 if SIMULATED else 32768)
+    got = on_gpu(data)
+    assert got.shape == x.shape and got.tobytes() == rans.decompress(data).tobytes() == x.tobytes()
+
+
+@SMALL
+@given(
+    kind=st.sampled_from(SIM_KINDS if SIMULATED else KINDS),
+    n=st.integers(0, 400 if SIMULATED else 200_000),
+    chunk=st.sampled_from([128, 256, 1024]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_drawn_tensors_match_the_reference(kind: str, n: int, chunk: int, seed: int) -> None:
+    """Hypothesis-drawn dtype, size, chunk size and data: GPU bytes equal reference bytes."""
+    x = weights(kind, n, seed)
+    data = rans.compress(x, chunk_size=chunk)
+    assert on_gpu(data).tobytes() == rans.decompress(data).tobytes()
+
+
+def test_a_file_decodes_in_one_call() -> None:
+    """load_file(device='cuda') gives every tensor of a mixed file, equal to the CPU's."""
+    n = 200 if SIMULATED else 100_000
+    tensors = {kind: weights(kind, n, seed=i) for i, kind in enumerate(SIM_KINDS if SIMULATED else KINDS)}
+    tensors["empty"] = np.zeros((0, 4), np.float32)
+    tensors["scalar"] = np.array(2.5, np.float32)
+    import tempfile, os
+
+    path = os.path.join(tempfile.mkdtemp(), "mixed.rans")
+    rans.save_file(tensors, path, chunk_size=128 if SIMULATED else 32768)
+    on_device = rans.load_file(path, device="cuda", framework="numba")
+    on_host = rans.load_file(path)
+    assert list(on_device) == list(tensors)
+    for name, array in on_host.items():
+        got = on_device[name].copy_to_host()
+        assert got.shape == array.shape and got.tobytes() == array.tobytes(), name
+
+
+@SMALL
+@given(seed=st.integers(0, 2**32 - 1), flips=st.integers(1, 4))
+def test_corrupt_words_fail_like_the_reference(seed: int, flips: int) -> None:
+    """With CRCs off, damaged coded data gives the reference's error (same tensor and chunk) or its bytes."""
+    rng = np.random.default_rng(seed)
+    x = weights("bf16", 400 if SIMULATED else 200_000, seed)
+    data = bytearray(rans.compress(x, chunk_size=128 if SIMULATED else 4096))
+    header = container.read_header(memoryview(bytes(data)))
+    coded = header.entries[0].planes[0]
+    assert coded.mode == "coded"
+    for at in rng.integers(coded.offset + 8, coded.offset + coded.length, flips):
+        data[at] ^= 1 << int(rng.integers(0, 8))
+    data = bytes(data)
+    try:
+        expected = rans.decompress(data, verify=False)
+    except rans.CorruptDataError as e:
+        with pytest.raises(rans.CorruptDataError) as got:
+            on_gpu(data, verify=False)
+        assert (got.value.tensor, got.value.field, got.value.chunk) == (e.tensor, e.field, e.chunk)
+    else:
+        assert on_gpu(data, verify=False).tobytes() == expected.tobytes()
+
+
+def test_crc_mismatch_is_caught_before_the_gpu() -> None:
+    """With verify on (the default), a flipped bit anywhere in a section is a ChecksumError."""
+    data = bytearray(rans.compress(weights("bf16", 300, 1), chunk_size=128))
+    data[-3] ^= 0x10
+    with pytest.raises(rans.ChecksumError) as e:
+        rans.decompress(bytes(data), device="cuda", framework="numba")
+    assert e.value.tensor == ""
+
+
+def test_out_and_stream_are_used() -> None:
+    """A preallocated output is filled and returned; a numba stream is accepted."""
+    x = weights("f16", 300, 3)
+    data = rans.compress(x, chunk_size=128)
+    out = cuda.device_array(x.shape, dtype=np.float16)
+    stream = cuda.stream()
+    got = rans.decompress(data, device="cuda", out=out, stream=stream)
+    assert got is out
+    assert same_bytes(out.copy_to_host(), x)
+
+
+def test_bad_out_is_an_argument_error() -> None:
+    data = rans.compress(weights("f32", 100, 4))
+    with pytest.raises(rans.InvalidArgumentError):
+        rans.decompress(data, device="cuda", out=cuda.device_array(99, dtype=np.float32))
+    with pytest.raises(rans.InvalidArgumentError):
+        rans.decompress(data, device="cuda", framework="jax")
+    with pytest.raises(rans.InvalidArgumentError):
+        rans.decompress(data, device="tpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["bf16", "f16", "f32", "e4m3", "i8"])
+def test_large_tensors_on_the_gpu(kind: str) -> None:
+    """16 Mi elements (several hundred chunks) decode bit-exactly, into torch tensors by default."""
+    torch = pytest.importorskip("torch")
+    x = weights(kind, 16 << 20, seed=7)
+    data = rans.compress(x, workers=8)
+    got = rans.decompress(data, device="cuda")
+    assert isinstance(got, torch.Tensor) and got.is_cuda and tuple(got.shape) == x.shape
+    again = torch.as_tensor(got, device="cuda")
+    host = again.view(torch.uint8).cpu().numpy() if got.element_size() == 1 else again.cpu().view(torch.uint8).numpy()
+    assert host.tobytes() == x.tobytes()
+
+
+@pytest.mark.gpu
+def test_torch_stream_and_out() -> None:
+    torch = pytest.importorskip("torch")
+    x = weights("bf16", 1 << 20, seed=9)
+    data = rans.compress(x)
+    out = torch.empty(x.shape, dtype=torch.bfloat16, device="cuda")
+    stream = torch.cuda.Stream()
+    assert rans.decompress(data, device="cuda", out=out, stream=stream) is out
+    assert out.cpu().view(torch.int16).numpy().tobytes() == x.tobytes()
