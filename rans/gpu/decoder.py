@@ -49,6 +49,7 @@ class _Launch:
     owners: list[tuple[int, int, int, int]] = field(default_factory=list)  # (first chunk, entry, plane, chunks)
     n_chunks: int = 0
     device: tuple[Any, ...] = ()
+    status: Any = None
 
     def add(self, plane: container.Plane, section: coder.Section, kind: int, out: int, others: list[int], j: int, e: int) -> None:
         """Describe one coded plane: its table row, its chunks and its groups of chunks."""
@@ -76,7 +77,8 @@ class _Launch:
         self.n_chunks += k
 
     def upload(self, stream: Any) -> None:
-        """Copy the descriptors and tables to the GPU."""
+        """Copy the descriptors and tables to the GPU, with a status array for the launch."""
+        self.status = cuda.device_array(2, dtype=np.int64, stream=stream)
         if self.planes:
             self.device = (
                 cuda.to_device(np.stack(self.tables), stream=stream),
@@ -85,22 +87,14 @@ class _Launch:
                 cuda.to_device(np.concatenate(self.groups), stream=stream),
             )
 
-    def run(self, device_buf: Any, target: Any, status: Any, stream: Any) -> None:
-        """Launch the decode of every plane into ``target``; failures land in ``status``."""
+    def run(self, buf16: Any, buf32: Any, target: tuple[Any, Any, Any], clear: Any, stream: Any) -> None:
+        """Launch the decode of every plane into ``target`` (its 8-, 16- and 32-bit views)."""
         if not self.planes:
             return
+        self.status.copy_to_device(clear, stream=stream)
         tables_d, planes_d, chunks_d, groups_d = self.device
         kernels.decode[groups_d.shape[0], WARPS_PER_BLOCK * LANES, stream](
-            device_buf.view(np.uint16),
-            device_buf.view(np.uint32),
-            tables_d,
-            planes_d,
-            chunks_d,
-            groups_d,
-            target,
-            target[: target.size & ~1].view(np.uint16),
-            target[: target.size & ~3].view(np.uint32),
-            status,
+            buf16, buf32, tables_d, planes_d, chunks_d, groups_d, *target, self.status
         )
 
     def error(self, entries: Sequence[container.Entry], chunk: int) -> CorruptDataError:
@@ -133,11 +127,11 @@ def _source(plane: container.Plane) -> int:
 
 
 def _decode_table(freq: np.ndarray) -> np.ndarray:
-    """Per slot: symbol | (freq - 1) << 8 | (slot - cum) << 20."""
+    """Per slot: (slot - cum) | symbol << 12 | (freq - 1) << 20."""
     symbol = tables.slot_symbols(freq).astype(np.int64)
     cum = tables.cumulative(freq)
     bias = np.arange(M, dtype=np.int64) - cum[symbol]
-    return (symbol | ((freq[symbol] - 1) << 8) | (bias << 20)).astype(np.uint32)
+    return (bias | (symbol << 12) | ((freq[symbol] - 1) << 20)).astype(np.uint32)
 
 
 def _fused_kind(entry: container.Entry, coded: int) -> tuple[int, list[int]] | None:
@@ -252,6 +246,11 @@ def _bytes_view(out: Any, nbytes: int) -> Any:
     return view
 
 
+def _views(out8: Any) -> tuple[Any, Any, Any]:
+    """``out8`` and its 16- and 32-bit views (trimmed to whole elements) for :func:`kernels.decode`."""
+    return out8, out8[: out8.size & ~1].view(np.uint16), out8[: out8.size & ~3].view(np.uint32)
+
+
 def _fill(out8: Any, at: int, nbytes: int, value: int, stream: Any) -> None:
     kernels.fill[max(1, min(-(-nbytes // 256), 65536)), 256, stream](out8, at, nbytes, value)
 
@@ -303,6 +302,13 @@ class Batch:
         self.plan.to_scratch.upload(stream)
         self.plan.fused.upload(stream)
         self.sources = [cuda.to_device(np.array(sources, dtype=np.int64), stream=stream) for _, sources, _ in self.plan.joins]
+        self.buf16 = self.buffer.view(np.uint16)
+        self.buf32 = self.buffer.view(np.uint32)
+        self.scratch_views = _views(self.scratch)
+        self.clear = cuda.pinned_array(2, dtype=np.int64)
+        self.clear[:] = (0, np.iinfo(np.int64).max)
+        self.seen = cuda.pinned_array((2, 2), dtype=np.int64)
+        self.target: tuple[Any, tuple[Any, Any, Any]] | None = None
 
     def decode_into(self, out8: Any, stream: Any = None) -> None:
         """Decode every tensor into ``out8`` (a numba ``uint8`` device array), tensor ``i`` at ``offsets[i]``.
@@ -312,11 +318,10 @@ class Batch:
         """
         stream = _stream(stream)
         p = self.plan
-        statuses = []
-        for launch, target in ((p.to_scratch, self.scratch), (p.fused, out8)):
-            status = cuda.to_device(np.array([0, np.iinfo(np.int64).max], dtype=np.int64), stream=stream)
-            launch.run(self.buffer, target, status, stream)
-            statuses.append((launch, status))
+        if self.target is None or self.target[0] is not out8:
+            self.target = (out8, _views(out8))
+        p.to_scratch.run(self.buf16, self.buf32, self.scratch_views, self.clear, stream)
+        p.fused.run(self.buf16, self.buf32, self.target[1], self.clear, stream)
         for (e, _, kind), sources in zip(p.joins, self.sources):
             entry = self.entries[e]
             blocks = max(1, min(-(-entry.size // 256), 65536))
@@ -327,11 +332,13 @@ class Batch:
             out8[self.offsets[e] : self.offsets[e] + length].copy_to_device(self.buffer[source : source + length], stream=stream)
         for e, value in p.fills:
             _fill(out8, self.offsets[e], self.sizes[e], value, stream)
-        checks = [(launch, status.copy_to_host(stream=stream)) for launch, status in statuses]
+        launches = [launch for launch in (p.to_scratch, p.fused) if launch.planes]
+        for i, launch in enumerate(launches):
+            launch.status.copy_to_host(self.seen[i], stream=stream)
         stream.synchronize()
-        for launch, status in checks:
-            if status[0]:
-                raise launch.error(self.entries, int(status[1]))
+        for i, launch in enumerate(launches):
+            if self.seen[i, 0]:
+                raise launch.error(self.entries, int(self.seen[i, 1]))
 
     def decode(self, framework: str | None = None, stream: Any = None) -> list[Any]:
         """Decode into a new buffer; return one device array per tensor (see :func:`decode`)."""

@@ -84,6 +84,66 @@ def _assemble(kind, s, a, b, c, shift):
     return a | (b << uint32(8)) | (c << uint32(16)) | (s << uint32(24))
 
 
+@cuda.jit(device=True, inline=True)
+def _symbol(table, words, x, active, consumed, count, below, votes, lane):
+    """One sub-step of one lane: decode a symbol, renormalize; return (state, symbol, words consumed).
+
+    The table entry of a slot is ``slot - cum | symbol << 12 | (freq - 1) << 20``.
+    Word reads are clamped to the chunk (index ``count`` is padding or the
+    next chunk's first word); a chunk that would read past its words ends
+    with ``consumed > count`` and fails its check.
+    """
+    entry = table[x & _MASK]
+    if active:
+        q = x >> uint32(PROB_BITS)
+        x = uint32((entry >> uint32(20)) * q + q + (entry & _MASK))
+    need = active and x < _LOW
+    bits = ballot(need, votes, lane)
+    if need:
+        i = uint32(consumed + uint32(cuda.popc(bits & below)))
+        x = uint32((x << uint32(WORD_BITS)) | uint32(words[min(i, count)]))
+    consumed = uint32(consumed + uint32(cuda.popc(bits)))
+    return x, (entry >> uint32(12)) & uint32(0xFF), consumed
+
+
+@cuda.jit(device=True, inline=True)
+def _write(kind, packed, buf32, src1, src2, src3, shift, out, k, k0, length, out8, out16, out32):
+    """Store the (up to) 4 elements that start at symbol ``k0`` of the chunk, ``k`` of the plane."""
+    full = k0 + RUN <= length
+    if kind == KIND_BYTES:
+        if full:
+            out32[(out + k) >> 2] = packed
+        else:
+            for u in range(RUN):
+                if k0 + u < length:
+                    out8[out + k + u] = uint8(_byte(packed, u))
+        return
+    a4 = _source4(buf32, src1, k)
+    if kind == KIND_F32 or kind == KIND_BYTES4:
+        b4 = _source4(buf32, src2, k)
+        c4 = _source4(buf32, src3, k)
+        for u in range(RUN):
+            if k0 + u < length:
+                out32[(out >> 2) + k + u] = _assemble(kind, _byte(packed, u), _byte(a4, u), _byte(b4, u), _byte(c4, u), shift)
+        return
+    zero = uint32(0)
+    v0 = _assemble(kind, _byte(packed, 0), _byte(a4, 0), zero, zero, shift)
+    v1 = _assemble(kind, _byte(packed, 1), _byte(a4, 1), zero, zero, shift)
+    v2 = _assemble(kind, _byte(packed, 2), _byte(a4, 2), zero, zero, shift)
+    v3 = _assemble(kind, _byte(packed, 3), _byte(a4, 3), zero, zero, shift)
+    if full:
+        at = ((out >> 1) + k) >> 1
+        out32[at] = v0 | (v1 << uint32(16))
+        out32[at + 1] = v2 | (v3 << uint32(16))
+    else:
+        at = (out >> 1) + k
+        out16[at] = v0
+        if k0 + 1 < length:
+            out16[at + 1] = v1
+        if k0 + 2 < length:
+            out16[at + 2] = v2
+
+
 @cuda.jit
 def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, status):
     """Decode every chunk listed in ``groups`` (plane, first chunk, chunk count) into ``out``."""
@@ -92,8 +152,9 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
     tid = cuda.threadIdx.x
     warp = tid // LANES
     lane = tid % LANES
-    scratch[warp, 64 + lane] = 0
-    below = (uint32(1) << uint32(lane)) - uint32(1)
+    votes = scratch[warp]
+    votes[64 + lane] = 0
+    below = uint32((uint32(1) << uint32(lane)) - uint32(1))
     for g in range(cuda.blockIdx.x, groups.shape[0], cuda.gridDim.x):
         plane = groups[g, 0]
         for i in range(tid, M, cuda.blockDim.x):
@@ -108,8 +169,9 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
             src3 = planes[plane, P_SRC3]
             shift = planes[plane, P_SHIFT]
             lanes = planes[plane, P_LANES]
-            word = chunks[c, C_WORDS]
-            end = chunks[c, C_END]
+            first = chunks[c, C_WORDS]
+            count = uint32(chunks[c, C_END] - first)
+            words = buf16[first:]
             base = chunks[c, C_BASE]
             length = chunks[c, C_LEN]
             mine = lane < lanes
@@ -117,70 +179,29 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
             if mine:
                 x = uint32(buf32[chunks[c, C_STATES] + lane])
             ok = x >= _LOW
+            consumed = uint32(0)
             span = lanes * RUN
-            for step in range((length + span - 1) // span):
+            full_steps = length // span
+            for step in range(full_steps):
                 k0 = (step * lanes + lane) * RUN
-                if not mine:
-                    k0 = length
-                packed = uint32(0)
-                for u in range(RUN):
-                    entry = table[x & _MASK]
-                    active = k0 + u < length
-                    if active:
-                        freq = ((entry >> uint32(8)) & _MASK) + uint32(1)
-                        x = freq * (x >> uint32(PROB_BITS)) + (entry >> uint32(20))
-                    need = active and x < _LOW
-                    bits = ballot(need, scratch[warp], lane)
-                    if need:
-                        i = word + cuda.popc(bits & below)
-                        if i < end:
-                            x = (x << uint32(WORD_BITS)) | uint32(buf16[i])
-                        else:
-                            ok = False
-                    word += cuda.popc(bits)
-                    packed |= (entry & uint32(0xFF)) << uint32(8 * u)
-                if k0 >= length:
-                    continue
-                k = base + k0
-                full = k0 + RUN <= length
-                if kind == KIND_BYTES:
-                    if full:
-                        out32[(out + k) >> 2] = packed
-                    else:
-                        for u in range(RUN):
-                            if k0 + u < length:
-                                out8[out + k + u] = uint8(_byte(packed, u))
-                    continue
-                a4 = _source4(buf32, src1, k)
-                b4 = uint32(0)
-                c4 = uint32(0)
-                if kind == KIND_F32 or kind == KIND_BYTES4:
-                    b4 = _source4(buf32, src2, k)
-                    c4 = _source4(buf32, src3, k)
-                if kind == KIND_F32 or kind == KIND_BYTES4:
-                    for u in range(RUN):
-                        if k0 + u < length:
-                            out32[(out >> 2) + k + u] = _assemble(
-                                kind, _byte(packed, u), _byte(a4, u), _byte(b4, u), _byte(c4, u), shift
-                            )
-                else:
-                    v0 = _assemble(kind, _byte(packed, 0), _byte(a4, 0), b4, c4, shift)
-                    v1 = _assemble(kind, _byte(packed, 1), _byte(a4, 1), b4, c4, shift)
-                    v2 = _assemble(kind, _byte(packed, 2), _byte(a4, 2), b4, c4, shift)
-                    v3 = _assemble(kind, _byte(packed, 3), _byte(a4, 3), b4, c4, shift)
-                    if full:
-                        at = ((out >> 1) + k) >> 1
-                        out32[at] = v0 | (v1 << uint32(16))
-                        out32[at + 1] = v2 | (v3 << uint32(16))
-                    else:
-                        at = (out >> 1) + k
-                        out16[at] = v0
-                        if k0 + 1 < length:
-                            out16[at + 1] = v1
-                        if k0 + 2 < length:
-                            out16[at + 2] = v2
-            ok = ok and x == _LOW and word == end
-            failed = ballot(not ok, scratch[warp], lane)
+                x, s0, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+                x, s1, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+                x, s2, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+                x, s3, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+                if mine:
+                    packed = s0 | (s1 << uint32(8)) | (s2 << uint32(16)) | (s3 << uint32(24))
+                    _write(kind, packed, buf32, src1, src2, src3, shift, out, base + k0, k0, length, out8, out16, out32)
+            if full_steps * span < length:
+                k0 = (full_steps * lanes + lane) * RUN
+                x, s0, consumed = _symbol(table, words, x, mine and k0 < length, consumed, count, below, votes, lane)
+                x, s1, consumed = _symbol(table, words, x, mine and k0 + 1 < length, consumed, count, below, votes, lane)
+                x, s2, consumed = _symbol(table, words, x, mine and k0 + 2 < length, consumed, count, below, votes, lane)
+                x, s3, consumed = _symbol(table, words, x, mine and k0 + 3 < length, consumed, count, below, votes, lane)
+                if mine and k0 < length:
+                    packed = s0 | (s1 << uint32(8)) | (s2 << uint32(16)) | (s3 << uint32(24))
+                    _write(kind, packed, buf32, src1, src2, src3, shift, out, base + k0, k0, length, out8, out16, out32)
+            ok = ok and x == _LOW and consumed == count
+            failed = ballot(not ok, votes, lane)
             if lane == 0 and failed != 0:
                 cuda.atomic.add(status, 0, 1)
                 cuda.atomic.min(status, 1, c)
