@@ -14,8 +14,14 @@ order-0 bound of a tensor
     It ignores every cost but the payload: no table, no header, no names.
 overhead (bits/weight)
     ``8 * (file bytes - sum of coded words bytes - sum of raw plane bytes) / n``:
-    everything that is not payload (preamble, JSON, tables, states, word
-    counts, padding).
+    everything that is not payload: preamble, JSON header, alignment padding
+    and, per coded plane, its section's side data: the 4-byte section header
+    (lanes W, 0, chunk/128), the table, zero padding to a multiple of 4, the
+    states (4*W*K bytes for K chunks of W lanes) and the word counts (4*K).
+file ratio
+    total tensor bytes (sum of nbytes) / size of the file that holds them:
+    the .rans file for rans; for ZipNN the .znn.safetensors file its
+    recommended safetensors recipe writes (:func:`zipnn_safetensors_file`).
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.script, p
 
 import rans  # noqa: E402
 from rans import container, dtypes  # noqa: E402
-from rans.constants import LANES, M  # noqa: E402
-from rans.reference import coder, tables  # noqa: E402
+from rans.constants import M  # noqa: E402
+from rans.reference import coder  # noqa: E402
 
 MB = 1e6
 MI = 1 << 20
@@ -122,14 +128,23 @@ class PlaneAnatomy:
     mode: str
     symbols: int
     section: int = 0  # bytes of the section (0 for const)
-    pad_before: int = 0  # zero bytes before the section
-    table: int = 0  # frequency table bytes, with its padding to 4
-    states: int = 0
-    counts: int = 0
+    pad_before: int = 0  # zero bytes before the section (8-byte alignment in the file)
+    header: int = 0  # coded: the 4-byte section header (lanes W, 0, chunk/128)
+    table: int = 0  # coded: serialized frequency table bytes
+    table_pad: int = 0  # coded: zero bytes after the table, up to a multiple of 4
+    states: int = 0  # coded: 4 * W * K
+    counts: int = 0  # coded: 4 * K
     words: int = 0  # bytes of coded words (payload of a coded plane)
     raw: int = 0  # bytes of a raw plane (payload of a raw plane)
     n_chunks: int = 0
+    lanes: int = 0
+    chunk: int = 0
     freq: np.ndarray | None = None
+
+    @property
+    def side(self) -> int:
+        """Bytes of a coded section that are not words: header + table + pad + states + counts."""
+        return self.header + self.table + self.table_pad + self.states + self.counts
 
 
 @dataclass
@@ -178,12 +193,16 @@ class FileAnatomy:
         return sum(e.size for e in self.entries)
 
     def parts(self) -> dict[str, int]:
+        """Where the bytes go. Every byte of the file is in exactly one of these, but for
+        ``json_names``, which is part of ``json``."""
         planes = [p for e in self.entries for p in e.planes]
         return {
             "preamble": self.preamble,
             "json": self.json_total,
             "json_names": sum(e.name_json_bytes for e in self.entries),
+            "section_headers": sum(p.header for p in planes),
             "tables": sum(p.table for p in planes),
+            "table_padding": sum(p.table_pad for p in planes),
             "states": sum(p.states for p in planes),
             "word_counts": sum(p.counts for p in planes),
             "padding": self.header_pad + self.trailing_pad + sum(p.pad_before for p in planes),
@@ -192,8 +211,19 @@ class FileAnatomy:
         }
 
 
+def _entry_json_bytes(e: container.Entry) -> tuple[int, int]:
+    text = json.dumps(e.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
+    name_text = json.dumps({"name": e.name}, separators=(",", ":"), ensure_ascii=False).encode()
+    return len(text) + 1, len(name_text) - 2
+
+
 def anatomy(data: bytes | memoryview) -> FileAnatomy:
-    """Take a rans file apart: where every byte goes."""
+    """Take a rans file (format v1 as of commit 6d820a4) apart: where every byte goes.
+
+    A coded section is ``u8 W, u8 0, u16 C/128`` (4 B), the table, zero padding
+    to a multiple of 4, ``u32 states[K][W]``, ``u32 counts[K]``, then the words;
+    :func:`rans.reference.coder.read_section` parses and validates it.
+    """
     buf = memoryview(data)
     header = container.read_header(buf)
     header_length = container.PREAMBLE.unpack_from(buf)[3]
@@ -202,11 +232,10 @@ def anatomy(data: bytes | memoryview) -> FileAnatomy:
     entries = []
     position = data_start
     for e in header.entries:
-        text = json.dumps(e.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
-        name_text = json.dumps({"name": e.name}, separators=(",", ":"), ensure_ascii=False).encode()
-        ea = EntryAnatomy(e.name, e.dtype, e.shape, e.split, len(text) + 1, len(name_text) - 2)
+        json_bytes, name_bytes = _entry_json_bytes(e)
+        ea = EntryAnatomy(e.name, e.dtype, e.shape, e.split, json_bytes, name_bytes)
         symbols = dtypes.plane_length(e.dtype, e.split, e.size)
-        for p in e.planes:
+        for j, p in enumerate(e.planes):
             pa = PlaneAnatomy(p.mode, symbols)
             if p.mode != "const":
                 pa.pad_before = p.offset - position
@@ -216,28 +245,34 @@ def anatomy(data: bytes | memoryview) -> FileAnatomy:
                 if p.mode == "raw":
                     pa.raw = p.length
                 else:
-                    freq, table_bytes = tables.parse(section)
-                    layout = coder.Layout.of(symbols, p.chunk, table_bytes)
-                    words_per_chunk = np.frombuffer(section[layout.counts_at : layout.words_at], dtype="<u4")
-                    pa.table = layout.states_at
-                    pa.states = layout.counts_at - layout.states_at
-                    pa.counts = layout.words_at - layout.counts_at
-                    pa.words = p.length - layout.words_at
-                    pa.n_chunks = layout.n_chunks
-                    pa.freq = freq
-                    assert pa.words == 2 * int(words_per_chunk.astype(np.int64).sum())
-                    assert pa.states == 4 * LANES * layout.n_chunks
+                    sec = coder.read_section(section, symbols, f"{e.name}.planes[{j}]")
+                    lay = sec.layout
+                    pa.header = coder.HEADER_BYTES
+                    pa.table = lay.table_bytes
+                    pa.table_pad = lay.states_at - coder.HEADER_BYTES - lay.table_bytes
+                    pa.states = lay.counts_at - lay.states_at
+                    pa.counts = lay.words_at - lay.counts_at
+                    pa.words = p.length - lay.words_at
+                    pa.n_chunks = lay.n_chunks
+                    pa.lanes = lay.lanes
+                    pa.chunk = sec.chunk
+                    pa.freq = sec.freq
+                    assert pa.words == 2 * int(sec.counts.sum())
+                    assert pa.states == 4 * lay.lanes * lay.n_chunks and pa.counts == 4 * lay.n_chunks
+                    assert pa.side + pa.words == p.length
             ea.planes.append(pa)
         entries.append(ea)
-    json_total = header_length  # the whole JSON text: entries, wrapper and metadata
-    return FileAnatomy(
+    an = FileAnatomy(
         total=len(buf),
         preamble=container.PREAMBLE.size,
-        json_total=json_total,
+        json_total=header_length,  # the whole JSON text: entries, wrapper and metadata
         header_pad=data_start - header_end,
         trailing_pad=len(buf) - position,
         entries=entries,
     )
+    parts = an.parts()
+    assert sum(v for k, v in parts.items() if k != "json_names") == an.total, "anatomy does not account for every byte"
+    return an
 
 
 def cross_entropy_bits(plane: np.ndarray, freq: np.ndarray) -> float:
@@ -247,17 +282,25 @@ def cross_entropy_bits(plane: np.ndarray, freq: np.ndarray) -> float:
     return float((counts[present] * np.log2(M / freq[present])).sum())
 
 
+LOSS_CAUSES = ("json", "padding", "raw_plane", "section_header", "table", "table_pad", "states", "word_counts", "quantization", "coder")
+"""Per-tensor causes of bytes above the order-0 bound (see :func:`loss_breakdown`)."""
+
+
 def loss_breakdown(ea: EntryAnatomy, array: np.ndarray) -> dict[str, float]:
     """Bytes by which one tensor's storage exceeds its order-0 bound, by cause.
 
-    ``raw_plane``: planes stored raw although H0 < 8 (n - n*H0/8);
-    ``table``, ``states_counts``: the coded planes' side data;
-    ``quantization``: cross-entropy under the 12-bit table minus n*H0;
-    ``coder``: words bytes minus that cross-entropy (the rANS coder's slack;
-    often negative, since the final states carry up to ~16 bits per lane);
-    ``json``, ``padding``: the header entry and the alignment bytes.
+    ``json``: the tensor's header entry (with its comma); ``padding``: zero bytes
+    before its sections (8-byte alignment); ``raw_plane``: planes stored raw
+    although H0 < 8 (n - n*H0/8); per coded plane, the side data of its section:
+    ``section_header`` (4 B: lanes, 0, chunk/128), ``table`` (serialized
+    frequencies), ``table_pad`` (zeros after the table up to a multiple of 4),
+    ``states`` (4*W*K) and ``word_counts`` (4*K); ``quantization``:
+    cross-entropy under the 12-bit table minus n*H0; ``coder``: words bytes
+    minus that cross-entropy (the rANS coder's slack; often negative, since
+    the final states carry up to ~16 bits per lane).
     """
-    out = dict(json=float(ea.json_bytes), padding=0.0, raw_plane=0.0, table=0.0, states_counts=0.0, quantization=0.0, coder=0.0)
+    out = {k: 0.0 for k in LOSS_CAUSES}
+    out["json"] = float(ea.json_bytes)
     bound = 0.0
     planes = dtypes.split(np.ascontiguousarray(array), ea.split)
     for pa, plane in zip(ea.planes, planes):
@@ -268,8 +311,11 @@ def loss_breakdown(ea: EntryAnatomy, array: np.ndarray) -> dict[str, float]:
             out["raw_plane"] += pa.raw - b
         elif pa.mode == "coded":
             xent = cross_entropy_bits(plane, pa.freq) / 8
+            out["section_header"] += pa.header
             out["table"] += pa.table
-            out["states_counts"] += pa.states + pa.counts
+            out["table_pad"] += pa.table_pad
+            out["states"] += pa.states
+            out["word_counts"] += pa.counts
             out["quantization"] += xent - b
             out["coder"] += pa.words - xent
     out["bound"] = bound
@@ -314,6 +360,130 @@ def zipnn_compress(raw: bytes, dt: str) -> bytes:
 
 def zipnn_decompress(blob, dt: str):
     return _zipnn(dt).decompress(blob)
+
+
+def to_torch(d: dict[str, np.ndarray]) -> dict:
+    """NumPy tensors (ml_dtypes bf16/fp8 included) as torch tensors with the same bytes."""
+    import torch
+
+    special = {"BF16": (np.int16, torch.bfloat16), "F8_E4M3": (np.uint8, torch.float8_e4m3fn), "F8_E5M2": (np.uint8, torch.float8_e5m2)}
+    out = {}
+    for k, t in d.items():
+        t = np.ascontiguousarray(t)
+        name = dtypes.name_of(t.dtype)
+        if name in special:
+            view, tdt = special[name]
+            out[k] = torch.from_numpy(t.view(view).copy()).view(tdt)
+        else:
+            out[k] = torch.from_numpy(t.copy())
+    return out
+
+
+def _torch_bytes(t) -> bytes:
+    import torch
+
+    return t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
+ZIPNN_ST_SEED_METADATA = {"format": "pt"}
+"""Metadata given to the ZipNN safetensors recipe when the source file has none (see below)."""
+
+
+def zipnn_safetensors_file(tensors: dict[str, np.ndarray], path: str, metadata: dict[str, str] | None = None,
+                           threads: int | None = None) -> dict[str, Any]:
+    """Compress ``tensors`` the way ZipNN 0.5.4's users compress a safetensors file, write ``path``.
+
+    This is ZipNN's recommended safetensors path (README: "We recommend using
+    safetensors compression when possible: python3 zipnn_compress_safetensors.py
+    safetensors_path"), i.e. ``scripts/zipnn_compress_safetensors.py`` of the
+    zipnn repository, which is not in the 0.5.4 wheel but only calls what is:
+    for each tensor, floating ones (``zipnn.util_torch.zipnn_is_floating_point``)
+    go through ``ZipNN(input_format="torch", bytearray_dtype=t.dtype,
+    method=COMPRESSION_METHOD="HUFFMAN", threads)`` and are stored as a uint8
+    vector, with ``{dtype, shape}`` recorded in the file metadata key
+    ``znn_compressed_vectors`` (``build_compressed_tensor_info`` /
+    ``set_compressed_tensors_metadata``); a float tensor whose blob is not
+    smaller, and every non-float tensor, is stored verbatim;
+    ``safetensors.torch.save_file(tensors, path, metadata)`` writes the
+    ``.znn.safetensors`` file. Readers use ``zipnn.zipnn_safetensors()`` (a
+    patched ``safe_open``, :class:`zipnn.zipnn.SafeOpen`).
+
+    Two deviations, both for correctness, none in ZipNN's favour or against it:
+
+    * ``set_compressed_tensors_metadata`` writes nothing when the file's metadata
+      is empty (``if metadata:``), and safetensors files without metadata (all of
+      ``shared/data/real``) would then lose the record of which tensors are
+      compressed: the file is smaller but undecodable. So ``metadata`` None is
+      seeded with :data:`ZIPNN_ST_SEED_METADATA` (``{"format": "pt"}``, what
+      ``save_pretrained`` writes, i.e. what HF-saved files ZipNN targets carry).
+      The as-is size is reported too (``asis_bytes``, ``asis_decodable``).
+      Nothing is seeded when no tensor is compressed (the file is then readable as is).
+    * ZipNN 0.5.4's torch mode modifies F32 and BF16 input tensors in place (seen
+      here; F16 not), and the script stores that same tensor when the blob is not
+      smaller, i.e. scrambled bytes; here ZipNN gets a clone and the verbatim
+      case stores the original (same size either way).
+
+    Returns sizes, counts and ``exact``: every tensor read back through
+    ``zipnn.zipnn.SafeOpen`` equals the input, bytes, dtype and shape.
+    """
+    import safetensors.torch as stt
+    import torch
+    from zipnn import ZipNN
+    from zipnn.util_header import EnumFormat
+    from zipnn.util_safetensors import (
+        COMPRESSED_DTYPE,
+        COMPRESSION_METHOD,
+        build_compressed_tensor_info,
+        set_compressed_tensors_metadata,
+    )
+    from zipnn.util_torch import zipnn_is_floating_point
+    from zipnn.zipnn import SafeOpen
+
+    src = to_torch(tensors)
+    out: dict = {}
+    infos: dict = {}
+    n_float = n_verbatim_float = 0
+    errors: list[str] = []
+    t0 = time.perf_counter()
+    for name, t in src.items():
+        if not zipnn_is_floating_point(EnumFormat.TORCH.value, t, t.dtype):
+            out[name] = t
+            continue
+        n_float += 1
+        info = build_compressed_tensor_info(t)
+        try:
+            znn = ZipNN(input_format="torch", bytearray_dtype=t.dtype, method=COMPRESSION_METHOD, threads=threads)
+            buf = znn.compress(t.clone())
+        except Exception as e:  # noqa: BLE001 - ZipNN raising on a tensor: store it verbatim, report it
+            errors.append(f"{name}: {type(e).__name__}: {e}")
+            out[name] = t
+            n_verbatim_float += 1
+            continue
+        if len(buf) >= t.element_size() * t.nelement():
+            out[name] = t
+            n_verbatim_float += 1
+            continue
+        out[name] = torch.frombuffer(bytearray(buf), dtype=COMPRESSED_DTYPE)
+        infos[name] = info
+    compress_s = time.perf_counter() - t0
+    asis_bytes = len(stt.save(out, metadata))  # the script verbatim: metadata as the source file has it
+    seeded = dict(metadata) if metadata else (dict(ZIPNN_ST_SEED_METADATA) if infos else None)
+    set_compressed_tensors_metadata(infos, seeded)
+    stt.save_file(out, path, seeded)
+    size = os.path.getsize(path)
+    exact = True
+    t0 = time.perf_counter()
+    with SafeOpen(path, "pt") as f:
+        for name, t in src.items():
+            back = f.get_tensor(name)
+            exact &= back.dtype == t.dtype and tuple(back.shape) == tuple(t.shape) and _torch_bytes(back) == _torch_bytes(t)
+    decompress_s = time.perf_counter() - t0
+    return dict(
+        bytes=size, asis_bytes=asis_bytes, asis_decodable=not infos or bool(metadata), exact=bool(exact),
+        n_tensors=len(src), n_float=n_float, n_compressed=len(infos), n_float_verbatim=n_verbatim_float,
+        errors=errors, compress_s=compress_s, decompress_s=decompress_s,
+        metadata_key_bytes=len(json.dumps(infos)),
+    )
 
 
 def zstd_compress(raw: bytes, level: int = 3) -> bytes:

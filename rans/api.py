@@ -87,7 +87,7 @@ def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1) -
     rans.InvalidArgumentError
         The dtype is not supported or the chunk size is invalid.
     """
-    check_chunk(chunk_size)
+    chunk_size = check_chunk(chunk_size)
     _check_workers(workers)
     entry, sections = codec.encode_tensor(_as_array(array, "array"), "", chunk_size, workers)
     out = io.BytesIO()
@@ -209,7 +209,7 @@ def save_file(
     workers : int
         Processes that share the encoding, as in :func:`compress`.
     """
-    check_chunk(chunk_size)
+    chunk_size = check_chunk(chunk_size)
     _check_workers(workers)
     if not isinstance(tensors, Mapping):
         raise InvalidArgumentError("tensors must be a mapping of names to arrays")

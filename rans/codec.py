@@ -97,7 +97,7 @@ def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) 
 def verify_sections(entry: container.Entry, buf: memoryview) -> None:
     """Raise :class:`~rans.ChecksumError` naming the tensor if the CRC-32 of its sections is wrong."""
     start, end = entry.span()
-    if start < end and container.crc32(buf[start:end]) != entry.crc:
+    if entry.sections and container.crc32(buf[start:end]) != entry.crc:
         raise ChecksumError("checksum of the tensor's sections does not match", tensor=entry.name, field="crc32")
 
 

@@ -304,8 +304,8 @@ def _parse_entry(t: Any, index: int) -> Entry:
     if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(_is_int(d) and 0 <= d <= MAX_ELEMENTS for d in shape):
         raise _fail(f"shape must be a list of at most {MAX_DIMS} integers from 0 to 2**48", tensor=name, field="shape")
     n = math.prod(shape)
-    if n > MAX_ELEMENTS:
-        raise _fail(f"shape {shape} has {n} elements, more than 2**48", tensor=name, field="shape")
+    if math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        raise _fail(f"shape {shape} spans more than 2**48 elements", tensor=name, field="shape")
     allowed = sorted({dtypes.plane_count(dtype, s) for s in dtypes.splits_of(dtype)})
     if not isinstance(planes, list) or len(planes) not in allowed:
         raise _fail(f"{dtype} has {' or '.join(map(str, allowed))} planes", tensor=name, field="planes")
@@ -314,8 +314,8 @@ def _parse_entry(t: Any, index: int) -> Entry:
     coded = t.get("coded", [])
     if not isinstance(coded, list) or not all(_is_int(v) for v in coded):
         raise _fail("'coded' must be a list of section lengths", tensor=name, field="coded")
-    if len(coded) != sum(1 for p in planes if p == "c"):
-        raise _fail("'coded' must give one length per coded plane", tensor=name, field="coded")
+    if len(coded) != sum(1 for p in planes if p == "c") or ("coded" in t and not coded):
+        raise _fail("'coded' must give one length per coded plane, and be absent without one", tensor=name, field="coded")
     lengths = iter(coded)
     entry.planes = []
     for j, p in enumerate(planes):

@@ -20,7 +20,7 @@ from rans import container
 cuda = pytest.importorskip("numba.cuda")
 
 SIMULATED = bool(__import__("numba").config.ENABLE_CUDASIM)
-SMALL = settings(max_examples=4 if SIMULATED else 40, deadline=None, suppress_health_check=list(HealthCheck))
+SMALL = settings(max_examples=3 if SIMULATED else 40, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def weights(kind: str, n: int, seed: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from numba import cuda, uint8, uint32
 
 from ..constants import LANES, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
-from .warp import VOTE_BYTES, WARPS_PER_BLOCK, ballot
+from .warp import SHUFFLE_WORDS, VOTE_BYTES, WARPS_PER_BLOCK, ballot, shfl
 
 # Columns of the plane descriptors (int64).
 P_TABLE, P_KIND, P_OUT, P_SRC1, P_SRC2, P_SRC3, P_SHIFT, P_LANES = range(8)
@@ -85,13 +85,18 @@ def _assemble(kind, s, a, b, c, shift):
 
 
 @cuda.jit(device=True, inline=True)
-def _symbol(table, words, x, active, consumed, count, below, votes, lane):
-    """One sub-step of one lane: decode a symbol, renormalize; return (state, symbol, words consumed).
+def _symbol(table, words, x, active, consumed, count, below, votes, lane, window, low, high, swaps):
+    """One sub-step of one lane: decode a symbol and renormalize.
 
+    Returns the state, the symbol, the words consumed and the word window.
     The table entry of a slot is ``slot - cum | symbol << 12 | (freq - 1) << 20``.
-    Word reads are clamped to the chunk (index ``count`` is padding or the
-    next chunk's first word); a chunk that would read past its words ends
-    with ``consumed > count`` and fails its check.
+    The warp keeps its next 64 words in registers: lane ``i`` holds word
+    ``window + i`` in ``low`` and ``window + 32 + i`` in ``high``, and a
+    lane takes the word it needs with a shuffle, off the memory latency
+    path. Once 32 words are used the window moves on and the lanes load
+    the next 32 (one coalesced read). Reads are clamped to the chunk (index
+    ``count`` is padding or the next chunk's first word): a chunk that
+    would read past its words ends with ``consumed > count`` and fails.
     """
     entry = table[x & _MASK]
     if active:
@@ -99,16 +104,25 @@ def _symbol(table, words, x, active, consumed, count, below, votes, lane):
         x = uint32((entry >> uint32(20)) * q + q + (entry & _MASK))
     need = active and x < _LOW
     bits = ballot(need, votes, lane)
+    at = uint32(consumed - window + uint32(cuda.popc(bits & below)))
+    from_low = shfl(low, at & uint32(31), swaps, lane)
+    from_high = shfl(high, at & uint32(31), swaps, lane)
     if need:
-        i = uint32(consumed + uint32(cuda.popc(bits & below)))
-        x = uint32((x << uint32(WORD_BITS)) | uint32(words[min(i, count)]))
+        x = uint32((x << uint32(WORD_BITS)) | (from_low if at < uint32(32) else from_high))
     consumed = uint32(consumed + uint32(cuda.popc(bits)))
-    return x, (entry >> uint32(12)) & uint32(0xFF), consumed
+    if consumed - window >= uint32(32):
+        window = uint32(window + uint32(32))
+        low = high
+        high = uint32(words[min(uint32(window + uint32(32) + uint32(lane)), count)])
+    return x, (entry >> uint32(12)) & uint32(0xFF), consumed, window, low, high
 
 
 @cuda.jit(device=True, inline=True)
-def _write(kind, packed, buf32, src1, src2, src3, shift, out, k, k0, length, out8, out16, out32):
-    """Store the (up to) 4 elements that start at symbol ``k0`` of the chunk, ``k`` of the plane."""
+def _write(kind, packed, a4, b4, c4, shift, out, k, k0, length, out8, out16, out32):
+    """Store the (up to) 4 elements that start at symbol ``k0`` of the chunk, ``k`` of the plane.
+
+    ``a4``, ``b4`` and ``c4`` are the same 4 bytes of the tensor's other planes.
+    """
     full = k0 + RUN <= length
     if kind == KIND_BYTES:
         if full:
@@ -118,10 +132,7 @@ def _write(kind, packed, buf32, src1, src2, src3, shift, out, k, k0, length, out
                 if k0 + u < length:
                     out8[out + k + u] = uint8(_byte(packed, u))
         return
-    a4 = _source4(buf32, src1, k)
     if kind == KIND_F32 or kind == KIND_BYTES4:
-        b4 = _source4(buf32, src2, k)
-        c4 = _source4(buf32, src3, k)
         for u in range(RUN):
             if k0 + u < length:
                 out32[(out >> 2) + k + u] = _assemble(kind, _byte(packed, u), _byte(a4, u), _byte(b4, u), _byte(c4, u), shift)
@@ -144,16 +155,30 @@ def _write(kind, packed, buf32, src1, src2, src3, shift, out, k, k0, length, out
             out16[at + 2] = v2
 
 
+@cuda.jit(device=True, inline=True)
+def _others(kind, buf32, src1, src2, src3, k):
+    """The 4 bytes at symbol ``k`` of each other plane the kind joins (zero where it joins none)."""
+    zero = uint32(0)
+    if kind == KIND_BYTES:
+        return zero, zero, zero
+    if kind == KIND_F32 or kind == KIND_BYTES4:
+        return _source4(buf32, src1, k), _source4(buf32, src2, k), _source4(buf32, src3, k)
+    return _source4(buf32, src1, k), zero, zero
+
+
 @cuda.jit
 def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, status):
     """Decode every chunk listed in ``groups`` (plane, first chunk, chunk count) into ``out``."""
     table = cuda.shared.array(M, uint32)
     scratch = cuda.shared.array((WARPS_PER_BLOCK, VOTE_BYTES), uint8)
+    shuffles = cuda.shared.array((WARPS_PER_BLOCK, SHUFFLE_WORDS), uint32)
     tid = cuda.threadIdx.x
     warp = tid // LANES
     lane = tid % LANES
     votes = scratch[warp]
+    swaps = shuffles[warp]
     votes[64 + lane] = 0
+    swaps[64 + lane] = 0
     below = uint32((uint32(1) << uint32(lane)) - uint32(1))
     for g in range(cuda.blockIdx.x, groups.shape[0], cuda.gridDim.x):
         plane = groups[g, 0]
@@ -172,6 +197,9 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
             first = chunks[c, C_WORDS]
             count = uint32(chunks[c, C_END] - first)
             words = buf16[first:]
+            window = uint32(0)
+            low = uint32(words[min(uint32(lane), count)])
+            high = uint32(words[min(uint32(32 + lane), count)])
             base = chunks[c, C_BASE]
             length = chunks[c, C_LEN]
             mine = lane < lanes
@@ -183,23 +211,25 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
             span = lanes * RUN
             full_steps = length // span
             for step in range(full_steps):
-                k0 = (step * lanes + lane) * RUN
-                x, s0, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
-                x, s1, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
-                x, s2, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
-                x, s3, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+                k0 = (step * lanes + lane) * RUN if mine else 0
+                a4, b4, c4 = _others(kind, buf32, src1, src2, src3, base + k0)
+                x, s0, consumed, window, low, high = _symbol(table, words, x, mine, consumed, count, below, votes, lane, window, low, high, swaps)
+                x, s1, consumed, window, low, high = _symbol(table, words, x, mine, consumed, count, below, votes, lane, window, low, high, swaps)
+                x, s2, consumed, window, low, high = _symbol(table, words, x, mine, consumed, count, below, votes, lane, window, low, high, swaps)
+                x, s3, consumed, window, low, high = _symbol(table, words, x, mine, consumed, count, below, votes, lane, window, low, high, swaps)
                 if mine:
                     packed = s0 | (s1 << uint32(8)) | (s2 << uint32(16)) | (s3 << uint32(24))
-                    _write(kind, packed, buf32, src1, src2, src3, shift, out, base + k0, k0, length, out8, out16, out32)
+                    _write(kind, packed, a4, b4, c4, shift, out, base + k0, k0, length, out8, out16, out32)
             if full_steps * span < length:
-                k0 = (full_steps * lanes + lane) * RUN
-                x, s0, consumed = _symbol(table, words, x, mine and k0 < length, consumed, count, below, votes, lane)
-                x, s1, consumed = _symbol(table, words, x, mine and k0 + 1 < length, consumed, count, below, votes, lane)
-                x, s2, consumed = _symbol(table, words, x, mine and k0 + 2 < length, consumed, count, below, votes, lane)
-                x, s3, consumed = _symbol(table, words, x, mine and k0 + 3 < length, consumed, count, below, votes, lane)
+                k0 = (full_steps * lanes + lane) * RUN if mine else length
+                a4, b4, c4 = _others(kind, buf32, src1, src2, src3, base + min(k0, length - 1) // RUN * RUN)
+                x, s0, consumed, window, low, high = _symbol(table, words, x, mine and k0 < length, consumed, count, below, votes, lane, window, low, high, swaps)
+                x, s1, consumed, window, low, high = _symbol(table, words, x, mine and k0 + 1 < length, consumed, count, below, votes, lane, window, low, high, swaps)
+                x, s2, consumed, window, low, high = _symbol(table, words, x, mine and k0 + 2 < length, consumed, count, below, votes, lane, window, low, high, swaps)
+                x, s3, consumed, window, low, high = _symbol(table, words, x, mine and k0 + 3 < length, consumed, count, below, votes, lane, window, low, high, swaps)
                 if mine and k0 < length:
                     packed = s0 | (s1 << uint32(8)) | (s2 << uint32(16)) | (s3 << uint32(24))
-                    _write(kind, packed, buf32, src1, src2, src3, shift, out, base + k0, k0, length, out8, out16, out32)
+                    _write(kind, packed, a4, b4, c4, shift, out, base + k0, k0, length, out8, out16, out32)
             ok = ok and x == _LOW and consumed == count
             failed = ballot(not ok, votes, lane)
             if lane == 0 and failed != 0:

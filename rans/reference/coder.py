@@ -79,10 +79,11 @@ def lanes_for(n: int) -> int:
     return lanes
 
 
-def check_chunk(chunk: int) -> None:
-    """Raise :class:`~rans.InvalidArgumentError` unless ``chunk`` is a valid chunk size."""
-    if not (isinstance(chunk, (int, np.integer)) and GROUP <= chunk <= MAX_CHUNK and chunk % GROUP == 0):
+def check_chunk(chunk: int) -> int:
+    """``chunk`` as a Python int; :class:`~rans.InvalidArgumentError` unless it is a valid chunk size."""
+    if not (isinstance(chunk, (int, np.integer)) and not isinstance(chunk, bool) and GROUP <= chunk <= MAX_CHUNK and chunk % GROUP == 0):
         raise InvalidArgumentError(f"chunk size must be a multiple of {GROUP} from {GROUP} to {MAX_CHUNK}, not {chunk!r}")
+    return int(chunk)
 
 
 def _positions(step: int, sub: int, lanes: int) -> np.ndarray:
@@ -127,10 +128,10 @@ def encode(
     bytes
         The coded section.
     """
-    check_chunk(chunk)
+    chunk = check_chunk(chunk)
     n = plane.size
     lanes = lanes_for(n) if lanes is None else lanes
-    if lanes not in (1, 2, 4, 8, 16, 32):
+    if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes not in (1, 2, 4, 8, 16, 32):
         raise InvalidArgumentError(f"lanes must be a power of two from 1 to 32, not {lanes!r}")
     if freq is None:
         freq = tables.quantize(tables.count(plane))
@@ -230,8 +231,10 @@ def read_section(section: bytes | memoryview, n: int, field: str = "plane") -> S
     if len(section) < HEADER_BYTES:
         raise CorruptDataError("coded section is shorter than its 4-byte header", field=field)
     lanes, reserved, groups = struct.unpack_from("<BBH", section)
-    if lanes not in (1, 2, 4, 8, 16, 32) or reserved != 0:
-        raise CorruptDataError(f"lane count {lanes} is not a power of two up to 32, or byte 1 is not zero", field=field)
+    if lanes not in (1, 2, 4, 8, 16, 32):
+        raise CorruptDataError(f"lane count {lanes} is not a power of two up to 32", field=field)
+    if reserved != 0:
+        raise CorruptDataError("byte 1 of the coded section header is not zero", field=field)
     chunk = groups * GROUP
     if not GROUP <= chunk <= MAX_CHUNK:
         raise CorruptDataError(f"chunk size {chunk} is not from {GROUP} to {MAX_CHUNK}", field=field)

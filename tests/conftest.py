@@ -1,0 +1,57 @@
+"""Test configuration: Hypothesis profiles and the ``slow`` and ``gpu`` markers.
+
+Hypothesis profiles, chosen with the environment variable
+``HYPOTHESIS_PROFILE``:
+
+``ci`` (the default)
+    A modest number of examples per test, no deadline (shared CI machines
+    have erratic timings), failing examples printed as reproduction blobs.
+``long``
+    Many more examples, for a soak run: ``HYPOTHESIS_PROFILE=long pytest``.
+
+Tests marked ``slow`` run only with ``--runslow``; tests marked ``gpu`` run
+only where a CUDA GPU is present. Where there is none (no ``nvidia-smi``),
+the GPU kernels run on Numba's CUDA simulator: ``NUMBA_ENABLE_CUDASIM=1``
+is set here, before anything imports Numba.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=100, deadline=None, derandomize=False, print_blob=True)
+settings.register_profile("long", max_examples=2000, deadline=None, derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def _cuda_available() -> bool:
+    try:
+        from numba import config, cuda
+
+        return not config.ENABLE_CUDASIM and bool(cuda.is_available())
+    except Exception:  # noqa: BLE001 - no numba, no driver, no device: all mean no GPU
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--runslow"):
+        skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip_slow)
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if gpu_items and not _cuda_available():
+        skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in gpu_items:
+            item.add_marker(skip_gpu)
