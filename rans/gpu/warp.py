@@ -14,7 +14,7 @@ warp's :data:`SHUFFLE_WORDS` 32-bit words.
 
 from __future__ import annotations
 
-from numba import config, cuda, uint32
+from numba import config, cuda, int32, uint32
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 WARPS_PER_BLOCK = 1 if SIMULATED else 8
@@ -57,4 +57,4 @@ else:
     @cuda.jit(device=True, inline=True)
     def shfl(value, source, scratch, lane):
         """``value`` as lane ``source`` of the warp holds it."""
-        return uint32(cuda.shfl_sync(FULL_MASK, value, source))
+        return uint32(cuda.shfl_sync(FULL_MASK, int32(value), int32(source)))
