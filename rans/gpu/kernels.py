@@ -23,7 +23,7 @@ from __future__ import annotations
 from numba import cuda, uint8, uint32
 
 from ..constants import LANES, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
-from .warp import SHUFFLE_WORDS, VOTE_BYTES, WARPS_PER_BLOCK, ballot, shfl
+from .warp import VOTE_BYTES, WARPS_PER_BLOCK, ballot
 
 # Columns of the plane descriptors (int64).
 P_TABLE, P_KIND, P_OUT, P_SRC1, P_SRC2, P_SRC3, P_SHIFT, P_LANES = range(8)
@@ -85,18 +85,13 @@ def _assemble(kind, s, a, b, c, shift):
 
 
 @cuda.jit(device=True, inline=True)
-def _symbol(table, words, x, active, consumed, count, below, votes, lane, window, low, high, swaps):
-    """One sub-step of one lane: decode a symbol and renormalize.
+def _symbol(table, words, x, active, consumed, count, below, votes, lane):
+    """One sub-step of one lane: decode a symbol, renormalize; return (state, symbol, words consumed).
 
-    Returns the state, the symbol, the words consumed and the word window.
     The table entry of a slot is ``slot - cum | symbol << 12 | (freq - 1) << 20``.
-    The warp keeps its next 64 words in registers: lane ``i`` holds word
-    ``window + i`` in ``low`` and ``window + 32 + i`` in ``high``, and a
-    lane takes the word it needs with a shuffle, off the memory latency
-    path. Once 32 words are used the window moves on and the lanes load
-    the next 32 (one coalesced read). Reads are clamped to the chunk (index
-    ``count`` is padding or the next chunk's first word): a chunk that
-    would read past its words ends with ``consumed > count`` and fails.
+    Word reads are clamped to the chunk (index ``count`` is padding or the
+    next chunk's first word); a chunk that would read past its words ends
+    with ``consumed > count`` and fails its check.
     """
     entry = table[x & _MASK]
     if active:
@@ -104,17 +99,11 @@ def _symbol(table, words, x, active, consumed, count, below, votes, lane, window
         x = uint32((entry >> uint32(20)) * q + q + (entry & _MASK))
     need = active and x < _LOW
     bits = ballot(need, votes, lane)
-    at = uint32(consumed - window + uint32(cuda.popc(bits & below)))
-    from_low = shfl(low, at & uint32(31), swaps, lane)
-    from_high = shfl(high, at & uint32(31), swaps, lane)
     if need:
-        x = uint32((x << uint32(WORD_BITS)) | (from_low if at < uint32(32) else from_high))
+        i = uint32(consumed + uint32(cuda.popc(bits & below)))
+        x = uint32((x << uint32(WORD_BITS)) | uint32(words[min(i, count)]))
     consumed = uint32(consumed + uint32(cuda.popc(bits)))
-    if consumed - window >= uint32(32):
-        window = uint32(window + uint32(32))
-        low = high
-        high = uint32(words[min(uint32(window + uint32(32) + uint32(lane)), count)])
-    return x, (entry >> uint32(12)) & uint32(0xFF), consumed, window, low, high
+    return x, (entry >> uint32(12)) & uint32(0xFF), consumed
 
 
 @cuda.jit(device=True, inline=True)
@@ -171,14 +160,11 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
     """Decode every chunk listed in ``groups`` (plane, first chunk, chunk count) into ``out``."""
     table = cuda.shared.array(M, uint32)
     scratch = cuda.shared.array((WARPS_PER_BLOCK, VOTE_BYTES), uint8)
-    shuffles = cuda.shared.array((WARPS_PER_BLOCK, SHUFFLE_WORDS), uint32)
     tid = cuda.threadIdx.x
     warp = tid // LANES
     lane = tid % LANES
     votes = scratch[warp]
-    swaps = shuffles[warp]
     votes[64 + lane] = 0
-    swaps[64 + lane] = 0
     below = uint32((uint32(1) << uint32(lane)) - uint32(1))
     for g in range(cuda.blockIdx.x, groups.shape[0], cuda.gridDim.x):
         plane = groups[g, 0]
@@ -197,9 +183,6 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
             first = chunks[c, C_WORDS]
             count = uint32(chunks[c, C_END] - first)
             words = buf16[first:]
-            window = uint32(0)
-            low = uint32(words[min(uint32(lane), count)])
-            high = uint32(words[min(uint32(32 + lane), count)])
             base = chunks[c, C_BASE]
             length = chunks[c, C_LEN]
             mine = lane < lanes
@@ -213,20 +196,20 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
             for step in range(full_steps):
                 k0 = (step * lanes + lane) * RUN if mine else 0
                 a4, b4, c4 = _others(kind, buf32, src1, src2, src3, base + k0)
-                x, s0, consumed, window, low, high = _symbol(table, words, x, mine, consumed, count, below, votes, lane, window, low, high, swaps)
-                x, s1, consumed, window, low, high = _symbol(table, words, x, mine, consumed, count, below, votes, lane, window, low, high, swaps)
-                x, s2, consumed, window, low, high = _symbol(table, words, x, mine, consumed, count, below, votes, lane, window, low, high, swaps)
-                x, s3, consumed, window, low, high = _symbol(table, words, x, mine, consumed, count, below, votes, lane, window, low, high, swaps)
+                x, s0, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+                x, s1, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+                x, s2, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+                x, s3, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
                 if mine:
                     packed = s0 | (s1 << uint32(8)) | (s2 << uint32(16)) | (s3 << uint32(24))
                     _write(kind, packed, a4, b4, c4, shift, out, base + k0, k0, length, out8, out16, out32)
             if full_steps * span < length:
                 k0 = (full_steps * lanes + lane) * RUN if mine else length
                 a4, b4, c4 = _others(kind, buf32, src1, src2, src3, base + min(k0, length - 1) // RUN * RUN)
-                x, s0, consumed, window, low, high = _symbol(table, words, x, mine and k0 < length, consumed, count, below, votes, lane, window, low, high, swaps)
-                x, s1, consumed, window, low, high = _symbol(table, words, x, mine and k0 + 1 < length, consumed, count, below, votes, lane, window, low, high, swaps)
-                x, s2, consumed, window, low, high = _symbol(table, words, x, mine and k0 + 2 < length, consumed, count, below, votes, lane, window, low, high, swaps)
-                x, s3, consumed, window, low, high = _symbol(table, words, x, mine and k0 + 3 < length, consumed, count, below, votes, lane, window, low, high, swaps)
+                x, s0, consumed = _symbol(table, words, x, mine and k0 < length, consumed, count, below, votes, lane)
+                x, s1, consumed = _symbol(table, words, x, mine and k0 + 1 < length, consumed, count, below, votes, lane)
+                x, s2, consumed = _symbol(table, words, x, mine and k0 + 2 < length, consumed, count, below, votes, lane)
+                x, s3, consumed = _symbol(table, words, x, mine and k0 + 3 < length, consumed, count, below, votes, lane)
                 if mine and k0 < length:
                     packed = s0 | (s1 << uint32(8)) | (s2 << uint32(16)) | (s3 << uint32(24))
                     _write(kind, packed, a4, b4, c4, shift, out, base + k0, k0, length, out8, out16, out32)

@@ -8,19 +8,17 @@ under the simulator for that reason. On a GPU it is ``ballot_sync``.
 ``scratch`` is a warp's :data:`VOTE_BYTES` bytes of shared memory: two vote
 buffers used in turn (so one barrier per ballot suffices: a lane can only
 overwrite a buffer after every lane has passed the next barrier, and so
-has read it) and each lane's turn. :func:`shfl` works the same way on a
-warp's :data:`SHUFFLE_WORDS` 32-bit words.
+has read it) and each lane's turn.
 """
 
 from __future__ import annotations
 
-from numba import config, cuda, int32, uint32
+from numba import config, cuda, uint32
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 WARPS_PER_BLOCK = 1 if SIMULATED else 8
 FULL_MASK = 0xFFFFFFFF
 VOTE_BYTES = 96
-SHUFFLE_WORDS = 96
 
 if SIMULATED:
 
@@ -38,15 +36,6 @@ if SIMULATED:
                 bits |= uint32(1) << uint32(i)
         return bits
 
-    @cuda.jit(device=True)
-    def shfl(value, source, scratch, lane):
-        """``value`` as lane ``source`` of the warp holds it."""
-        turn = scratch[64 + lane]
-        scratch[64 + lane] = 1 - turn
-        scratch[32 * turn + lane] = value
-        cuda.syncthreads()
-        return uint32(scratch[32 * turn + source])
-
 else:
 
     @cuda.jit(device=True, inline=True)
@@ -54,7 +43,3 @@ else:
         """Bit ``i`` set when lane ``i`` of the warp passed a true ``predicate``."""
         return uint32(cuda.ballot_sync(FULL_MASK, predicate))
 
-    @cuda.jit(device=True, inline=True)
-    def shfl(value, source, scratch, lane):
-        """``value`` as lane ``source`` of the warp holds it."""
-        return uint32(cuda.shfl_sync(FULL_MASK, int32(value), int32(source)))
