@@ -11,6 +11,7 @@ a scratch buffer and go through :func:`kernels.join`.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -202,12 +203,8 @@ def _stream(stream: Any) -> Any:
 
 
 def default_framework() -> str:
-    """``"torch"`` when PyTorch is importable, else ``"numba"``."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return "numba"
-    return "torch"
+    """``"torch"`` when PyTorch is installed, else ``"numba"``."""
+    return "torch" if importlib.util.find_spec("torch") is not None else "numba"
 
 
 def _allocate(nbytes: int, framework: str) -> tuple[Any, Any]:
