@@ -1,7 +1,8 @@
 """Numba CUDA kernels: interleaved rANS decode with the plane join fused in.
 
 One warp decodes one chunk, its lanes in lockstep as ``docs/FORMAT.md``
-(4.2) says (a plane of ``W < 32`` lanes leaves the warp's other lanes idle); the lanes that need a word take them in lane order through a
+(4.2) says (a plane of ``W < 32`` lanes leaves the warp's other lanes
+idle); the lanes that need a word take them in lane order through a
 ballot and a population count. A block of :data:`WARPS_PER_BLOCK` warps
 decodes up to that many chunks of one plane, with the plane's decode table
 in shared memory. Blocks stride over a list of such groups, so one launch
@@ -9,8 +10,10 @@ decodes every plane of every tensor of a batch.
 
 The join is fused: a lane holds 4 consecutive symbols of its chunk, fetches
 the same 4 bytes of each other plane of the tensor (raw, from the file
-buffer, or constant) and writes 4 finished elements. All arithmetic is
-32-bit unsigned.
+buffer, or constant) and writes 4 finished elements. The state arithmetic
+is 32-bit unsigned: Numba widens ``uint32`` products to 64 bits unless
+every assignment is cast back, which doubled the hot loop's cost
+(``bench/NOTES.md``, entry 1).
 
 Integrity: every lane's state must start at or above ``L`` and end at
 ``L``, and the warp must consume exactly its chunk's words; word reads are
@@ -27,7 +30,6 @@ from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot
 
 # Columns of the plane descriptors (int64).
 P_TABLE, P_KIND, P_OUT, P_SRC1, P_SRC2, P_SRC3, P_SHIFT, P_LANES = range(8)
-PLANE_COLUMNS = 8
 # Columns of the chunk descriptors (int64).
 C_WORDS, C_END, C_STATES, C_BASE, C_LEN = range(5)
 CHUNK_COLUMNS = 5
