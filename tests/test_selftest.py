@@ -1,0 +1,30 @@
+"""python -m rans.selftest passes on a good install and names what fails on a bad one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rans import api, selftest
+
+
+def test_selftest_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert selftest.main(["--backends", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "all round trips exact" in out
+    assert all(name in out for name in ("BF16", "F8_E4M3", "C128", "BOOL"))
+
+
+def test_selftest_reports_a_broken_decoder(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A decoder that changes one byte of F16 tensors makes the self-test fail and say so."""
+    real = api.decompress
+
+    def broken(data: bytes, **options: object) -> np.ndarray:
+        out = real(data, **options)
+        if out.dtype == np.float16:
+            out.view(np.uint8)[0] ^= 1
+        return out
+
+    monkeypatch.setattr(api, "decompress", broken)
+    assert selftest.main(["--quiet", "--backends", "cpu"]) == 1
+    assert "F16 (seed 0): the CPU round trip changed the tensor" in capsys.readouterr().err
