@@ -24,6 +24,7 @@ versions, as JSON.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -40,7 +41,7 @@ from numba import cuda
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import rans  # noqa: E402
-from rans import codec, container  # noqa: E402
+from rans import api, codec, container  # noqa: E402
 from rans.gpu import decoder  # noqa: E402
 
 GIB = 1 << 30
@@ -75,23 +76,14 @@ def time_gpu(call, repeat: int) -> list[float]:
 
 
 def compress_file(tensors: dict[str, np.ndarray], workers: int) -> bytes:
-    """A rans file of ``tensors``, made with the public writer's pieces (chunks shared among processes)."""
-    import io
-
-    entries, sections = [], []
-    for name, array in tensors.items():
-        entry, blobs = codec.encode_tensor(array, name, 32768, workers)
-        entries.append(entry)
-        sections.append(blobs)
+    """The bytes ``rans.save_file`` would write for ``tensors`` (chunks shared among processes)."""
     out = io.BytesIO()
-    container.write(out, entries, sections, None)
+    container.write(out, *api.encode_tensors(tensors, workers=workers))
     return out.getvalue()
 
 
 def repeat_file(array: np.ndarray, copies: int, workers: int) -> bytes:
     """A file of ``copies`` tensors with the same data (encoded once): a batch for one launch."""
-    import io
-
     entry, blobs = codec.encode_tensor(array, "t0", 32768, workers)
     entries = []
     for i in range(copies):

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 import rans
-from rans import codec, container
+from rans import api, codec, container
 from rans.reference import coder
 
 
@@ -21,13 +21,8 @@ def _seed_file() -> bytes:
         "c": np.zeros(10, np.int32),
         "z": np.zeros((0, 3), np.float32),
     }
-    entries, sections = [], []
-    for name, array in tensors.items():
-        entry, blobs = codec.encode_tensor(array, name, 1024)
-        entries.append(entry)
-        sections.append(blobs)
     out = io.BytesIO()
-    container.write(out, entries, sections, {"seed": "fuzz"})
+    container.write(out, *api.encode_tensors(tensors, {"seed": "fuzz"}, chunk_size=1024))
     return out.getvalue()
 
 

@@ -34,10 +34,10 @@ def _torch_to_numpy(tensor: Any) -> np.ndarray:
     import torch
 
     tensor = tensor.detach().cpu().contiguous()
-    if tensor.dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):
-        name = {torch.bfloat16: "BF16", torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}[tensor.dtype]
-        bits = torch.int16 if tensor.dtype == torch.bfloat16 else torch.uint8
-        return tensor.view(bits).numpy().view(dtypes.DTYPES[name])
+    for name in ("BF16", "F8_E4M3", "F8_E5M2"):  # dtypes NumPy has only through ml_dtypes
+        if tensor.dtype == getattr(torch, dtypes.TORCH[name]):
+            bits = torch.int16 if name == "BF16" else torch.uint8
+            return tensor.view(bits).numpy().view(dtypes.DTYPES[name])
     return tensor.numpy()
 
 
@@ -209,6 +209,22 @@ def save_file(
     workers : int
         Processes that share the encoding, as in :func:`compress`.
     """
+    entries, sections, metadata = encode_tensors(tensors, metadata, chunk_size=chunk_size, workers=workers)
+    write_atomic(path, lambda f: container.write(f, entries, sections, metadata))
+
+
+def encode_tensors(
+    tensors: Mapping[str, Any],
+    metadata: Mapping[str, str] | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    workers: int = 1,
+) -> tuple[list[container.Entry], list[list[bytes]], dict[str, str] | None]:
+    """Validate and code named tensors: what :func:`save_file` writes, before it is laid out.
+
+    Returns the header entries, each tensor's sections and the metadata, ready
+    for :func:`rans.container.write` (to a file or an ``io.BytesIO``).
+    """
     chunk_size = check_chunk(chunk_size)
     _check_workers(workers)
     if not isinstance(tensors, Mapping):
@@ -224,7 +240,7 @@ def save_file(
         entry, blobs = codec.encode_tensor(_as_array(value, f"tensor {name!r}"), name, chunk_size, workers)
         entries.append(entry)
         sections.append(blobs)
-    write_atomic(path, lambda f: container.write(f, entries, sections, dict(metadata) if metadata else None))
+    return entries, sections, dict(metadata) if metadata else None
 
 
 def _check_workers(workers: int) -> None:

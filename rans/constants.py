@@ -24,6 +24,9 @@ RUN = 4
 GROUP = LANES * RUN
 """Chunk sizes are multiples of this (128 symbols)."""
 
+LANE_COUNTS = (1, 2, 4, 8, 16, 32)
+"""Lane counts a coded plane may have."""
+
 LANE_SYMBOLS = 1024
 """Writers give a plane one lane per this many symbols (a power of two, 1 to 32 lanes)."""
 

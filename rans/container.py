@@ -89,6 +89,11 @@ class Entry:
         return math.prod(self.shape)
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded tensor."""
+        return self.size * dtypes.DTYPES[self.dtype].itemsize
+
+    @property
     def split(self) -> str:
         """The split the plane count implies (``docs/FORMAT.md``, section 5)."""
         return dtypes.split_for(self.dtype, len(self.planes))
@@ -309,15 +314,14 @@ def _parse_entry(t: Any, index: int) -> Entry:
     allowed = sorted({dtypes.plane_count(dtype, s) for s in dtypes.splits_of(dtype)})
     if not isinstance(planes, list) or len(planes) not in allowed:
         raise _fail(f"{dtype} has {' or '.join(map(str, allowed))} planes", tensor=name, field="planes")
-    entry = Entry(name, dtype, tuple(shape), [Plane("raw")] * len(planes))
-    symbols = dtypes.plane_length(dtype, entry.split if planes else "none", n)
+    entry = Entry(name, dtype, tuple(shape))
+    symbols = dtypes.plane_length(dtype, dtypes.split_for(dtype, len(planes)), n)
     coded = t.get("coded", [])
     if not isinstance(coded, list) or not all(_is_int(v) for v in coded):
         raise _fail("'coded' must be a list of section lengths", tensor=name, field="coded")
     if len(coded) != sum(1 for p in planes if p == "c") or ("coded" in t and not coded):
         raise _fail("'coded' must give one length per coded plane, and be absent without one", tensor=name, field="coded")
     lengths = iter(coded)
-    entry.planes = []
     for j, p in enumerate(planes):
         entry.planes.append(_parse_plane(p, symbols, lengths, name, f"planes[{j}]"))
     if entry.sections:

@@ -59,6 +59,13 @@ DTYPES: dict[str, np.dtype] = {
 }
 """Format dtype names (safetensors' where it has one) and their NumPy dtypes."""
 
+TORCH: dict[str, str] = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "U16": "uint16", "I16": "int16", "F16": "float16", "BF16": "bfloat16", "U32": "uint32", "I32": "int32",
+    "F32": "float32", "U64": "uint64", "I64": "int64", "F64": "float64", "C64": "complex64", "C128": "complex128",
+}
+"""The name of each dtype's ``torch`` attribute (``torch.bfloat16`` for ``BF16``)."""
+
 _UINT = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
 
 

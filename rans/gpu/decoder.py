@@ -26,11 +26,6 @@ from . import kernels
 from .warp import WARPS_PER_BLOCK
 
 OUT_ALIGN = 256
-_TORCH_DTYPES = {
-    "BOOL": "bool", "U8": "uint8", "I8": "int8", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
-    "U16": "uint16", "I16": "int16", "F16": "float16", "BF16": "bfloat16", "U32": "uint32", "I32": "int32",
-    "F32": "float32", "U64": "uint64", "I64": "int64", "F64": "float64", "C64": "complex64", "C128": "complex128",
-}
 _NUMBA_VIEW = {"BF16": np.dtype("<u2"), "F8_E4M3": np.dtype(np.uint8), "F8_E5M2": np.dtype(np.uint8)}
 """Numba device arrays cannot hold these dtypes: they come back as their raw bits."""
 
@@ -253,11 +248,11 @@ def _fill(out8: Any, at: int, nbytes: int, value: int, stream: Any) -> None:
 
 
 def _view(storage: Any, at: int, entry: container.Entry, framework: str) -> Any:
-    nbytes = entry.size * dtypes.DTYPES[entry.dtype].itemsize
+    nbytes = entry.nbytes
     if framework == "torch":
         import torch
 
-        return storage[at : at + nbytes].view(getattr(torch, _TORCH_DTYPES[entry.dtype])).view(entry.shape)
+        return storage[at : at + nbytes].view(getattr(torch, dtypes.TORCH[entry.dtype])).view(entry.shape)
     dtype = _NUMBA_VIEW.get(entry.dtype, dtypes.DTYPES[entry.dtype])
     return storage[at : at + nbytes].view(dtype).reshape(entry.shape)
 
@@ -283,7 +278,7 @@ class Batch:
 
     def __init__(self, buf: memoryview, entries: Sequence[container.Entry], stream: Any = None) -> None:
         self.entries = list(entries)
-        self.sizes = [e.size * dtypes.DTYPES[e.dtype].itemsize for e in self.entries]
+        self.sizes = [e.nbytes for e in self.entries]
         self.offsets = []
         total = 0
         for size in self.sizes:
@@ -374,7 +369,7 @@ def decode(
     if out is not None and len(entries) != 1:
         raise InvalidArgumentError("out= takes a single tensor")
     if out is not None:
-        out8 = _bytes_view(out, entries[0].size * dtypes.DTYPES[entries[0].dtype].itemsize)
+        out8 = _bytes_view(out, entries[0].nbytes)
         Batch(buf, entries, stream).decode_into(out8, stream)
         return [out]
     return Batch(buf, entries, stream).decode(framework, stream)

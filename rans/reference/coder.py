@@ -43,13 +43,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..constants import ENCODE_SHIFT, GROUP, LANE_SYMBOLS, LANES, M, MAX_CHUNK, PROB_BITS, RUN, STATE_LOW, WORD_BITS
+from ..constants import ENCODE_SHIFT, GROUP, LANE_COUNTS, LANE_SYMBOLS, LANES, M, MAX_CHUNK, PROB_BITS, RUN, STATE_LOW, WORD_BITS
 from ..errors import CorruptDataError, InvalidArgumentError
 from . import tables
 
 _WORD_MASK = (1 << WORD_BITS) - 1
-HEADER_BYTES = 4
+HEADER = struct.Struct("<BBH")
 """A coded section starts with ``uint8`` lanes, a zero byte and ``uint16`` chunk size / 128."""
+HEADER_BYTES = HEADER.size
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,11 @@ def encode(
     chunk = check_chunk(chunk)
     n = plane.size
     lanes = lanes_for(n) if lanes is None else lanes
-    if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes not in (1, 2, 4, 8, 16, 32):
+    if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes not in LANE_COUNTS:
         raise InvalidArgumentError(f"lanes must be a power of two from 1 to 32, not {lanes!r}")
     if freq is None:
         freq = tables.quantize(tables.count(plane))
-    head = struct.pack("<BBH", lanes, 0, chunk // GROUP) + tables.serialize(freq)
+    head = HEADER.pack(lanes, 0, chunk // GROUP) + tables.serialize(freq)
     layout = Layout.of(n, chunk, len(head) - HEADER_BYTES, lanes)
     if workers > 1 and layout.n_chunks > 1:
         return head + _encode_in_parallel(plane, chunk, freq, workers, layout)
@@ -230,8 +231,8 @@ def read_section(section: bytes | memoryview, n: int, field: str = "plane") -> S
     section = memoryview(section)
     if len(section) < HEADER_BYTES:
         raise CorruptDataError("coded section is shorter than its 4-byte header", field=field)
-    lanes, reserved, groups = struct.unpack_from("<BBH", section)
-    if lanes not in (1, 2, 4, 8, 16, 32):
+    lanes, reserved, groups = HEADER.unpack_from(section)
+    if lanes not in LANE_COUNTS:
         raise CorruptDataError(f"lane count {lanes} is not a power of two up to 32", field=field)
     if reserved != 0:
         raise CorruptDataError("byte 1 of the coded section header is not zero", field=field)
