@@ -65,17 +65,19 @@ def main() -> int:
         views = decoder._views(out8)
         fused = batch.plan.fused
         per_call = statistics.median(events(lambda: batch.decode_into(out8, stream), 1) for _ in range(args.repeat))
-        kernel = events(lambda: fused.run(batch.buf16, batch.buf32, views, batch.clear, stream), args.repeat)
+        kernel = events(lambda: fused.run(batch.buf16, batch.buf32, views, stream), args.repeat)
         print(f"{kind}: {x.nbytes / 2**20:.0f} MiB, per call {per_call * 1e3:.3f} ms ({x.nbytes / per_call / 1e9:.0f} GB/s), "
               f"kernel only {kernel * 1e3:.3f} ms ({x.nbytes / kernel / 1e9:.0f} GB/s), overhead {(per_call - kernel) * 1e6:.0f} us")
         original = kernels.decode
         for cap in filter(None, args.max_registers.split(",")):
             kernels.decode = cuda.jit(max_registers=int(cap))(original.py_func)
+            fused.prepared = None
             batch.decode_into(out8, stream)
             exact = torch.equal(storage[: x.nbytes], torch.from_numpy(x.view(np.uint8)).cuda())
-            capped = events(lambda: fused.run(batch.buf16, batch.buf32, views, batch.clear, stream), args.repeat)
+            capped = events(lambda: fused.run(batch.buf16, batch.buf32, views, stream), args.repeat)
             print(f"  max_registers={cap}: kernel only {capped * 1e3:.3f} ms ({x.nbytes / capped / 1e9:.0f} GB/s), exact {exact}")
         kernels.decode = original
+        fused.prepared = None
     for signature, overload in kernels.decode.overloads.items():
         print("registers per thread:", overload.regs_per_thread, "shared bytes:", overload.shared_mem_per_block,
               "local bytes:", overload.local_mem_per_thread)

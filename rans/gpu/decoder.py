@@ -22,7 +22,7 @@ from .. import container, dtypes
 from ..constants import LANES, M
 from ..errors import CorruptDataError, InvalidArgumentError, RansError
 from ..reference import coder, tables
-from . import kernels
+from . import kernels, launch
 from .warp import WARPS_PER_BLOCK
 
 OUT_ALIGN = 256
@@ -46,6 +46,7 @@ class _Launch:
     n_chunks: int = 0
     device: tuple[Any, ...] = ()
     status: Any = None
+    prepared: tuple[Any, launch.Prepared] | None = None
 
     def add(self, plane: container.Plane, section: coder.Section, kind: int, out: int, others: list[int], j: int, e: int) -> None:
         """Describe one coded plane: its table row, its chunks and its groups of chunks."""
@@ -72,9 +73,9 @@ class _Launch:
         self.owners.append((self.n_chunks, e, j, k))
         self.n_chunks += k
 
-    def upload(self, stream: Any) -> None:
-        """Copy the descriptors and tables to the GPU, with a status array for the launch."""
-        self.status = cuda.device_array(2, dtype=np.int64, stream=stream)
+    def upload(self, stream: Any, clear: Any) -> None:
+        """Copy the descriptors and tables to the GPU, with a cleared status array for the launch."""
+        self.status = cuda.to_device(clear, stream=stream)
         if self.planes:
             self.device = (
                 cuda.to_device(np.stack(self.tables), stream=stream),
@@ -83,15 +84,18 @@ class _Launch:
                 cuda.to_device(np.concatenate(self.groups), stream=stream),
             )
 
-    def run(self, buf16: Any, buf32: Any, target: tuple[Any, Any, Any], clear: Any, stream: Any) -> None:
-        """Launch the decode of every plane into ``target`` (its 8-, 16- and 32-bit views)."""
+    def run(self, buf16: Any, buf32: Any, target: tuple[Any, Any, Any], stream: Any) -> None:
+        """Launch the decode of every plane into ``target`` (its 8-, 16- and 32-bit views).
+
+        The launch's arguments are marshalled once per target (:class:`launch.Prepared`).
+        """
         if not self.planes:
             return
-        self.status.copy_to_device(clear, stream=stream)
-        tables_d, planes_d, chunks_d, groups_d = self.device
-        kernels.decode[groups_d.shape[0], WARPS_PER_BLOCK * LANES, stream](
-            buf16, buf32, tables_d, planes_d, chunks_d, groups_d, *target, self.status
-        )
+        if self.prepared is None or self.prepared[0] is not target:
+            tables_d, planes_d, chunks_d, groups_d = self.device
+            args = (buf16, buf32, tables_d, planes_d, chunks_d, groups_d, *target, self.status)
+            self.prepared = (target, launch.Prepared(kernels.decode, groups_d.shape[0], WARPS_PER_BLOCK * LANES, args))
+        self.prepared[1](stream)
 
     def error(self, entries: Sequence[container.Entry], chunk: int) -> CorruptDataError:
         """The error for the failed chunk with index ``chunk`` in this launch."""
@@ -291,14 +295,13 @@ class Batch:
         if len(buf):
             self.buffer[: len(buf)].copy_to_device(np.frombuffer(buf, dtype=np.uint8), stream=stream)
         self.scratch = cuda.device_array(max(self.plan.scratch_bytes, 8), dtype=np.uint8, stream=stream)
-        self.plan.to_scratch.upload(stream)
-        self.plan.fused.upload(stream)
+        self.clear = np.array([0, np.iinfo(np.int64).max], dtype=np.int64)
+        self.plan.to_scratch.upload(stream, self.clear)
+        self.plan.fused.upload(stream, self.clear)
         self.sources = [cuda.to_device(np.array(sources, dtype=np.int64), stream=stream) for _, sources, _ in self.plan.joins]
         self.buf16 = self.buffer.view(np.uint16)
         self.buf32 = self.buffer.view(np.uint32)
         self.scratch_views = _views(self.scratch)
-        self.clear = cuda.pinned_array(2, dtype=np.int64)
-        self.clear[:] = (0, np.iinfo(np.int64).max)
         self.seen = cuda.pinned_array((2, 2), dtype=np.int64)
         self.target: tuple[Any, tuple[Any, Any, Any]] | None = None
 
@@ -312,8 +315,8 @@ class Batch:
         p = self.plan
         if self.target is None or self.target[0] is not out8:
             self.target = (out8, _views(out8))
-        p.to_scratch.run(self.buf16, self.buf32, self.scratch_views, self.clear, stream)
-        p.fused.run(self.buf16, self.buf32, self.target[1], self.clear, stream)
+        p.to_scratch.run(self.buf16, self.buf32, self.scratch_views, stream)
+        p.fused.run(self.buf16, self.buf32, self.target[1], stream)
         for (e, _, kind), sources in zip(p.joins, self.sources):
             entry = self.entries[e]
             blocks = max(1, min(-(-entry.size // 256), 65536))
@@ -324,13 +327,15 @@ class Batch:
             out8[self.offsets[e] : self.offsets[e] + length].copy_to_device(self.buffer[source : source + length], stream=stream)
         for e, value in p.fills:
             _fill(out8, self.offsets[e], self.sizes[e], value, stream)
-        launches = [launch for launch in (p.to_scratch, p.fused) if launch.planes]
-        for i, launch in enumerate(launches):
-            launch.status.copy_to_host(self.seen[i], stream=stream)
+        launches = [run for run in (p.to_scratch, p.fused) if run.planes]
+        for i, run in enumerate(launches):
+            run.status.copy_to_host(self.seen[i], stream=stream)
         stream.synchronize()
-        for i, launch in enumerate(launches):
+        for i, failed in enumerate(launches):
             if self.seen[i, 0]:
-                raise launch.error(self.entries, int(self.seen[i, 1]))
+                failed.status.copy_to_device(self.clear, stream=stream)
+                stream.synchronize()
+                raise failed.error(self.entries, int(self.seen[i, 1]))
 
     def decode(self, framework: str | None = None, stream: Any = None) -> list[Any]:
         """Decode into a new buffer; return one device array per tensor (see :func:`decode`)."""
