@@ -160,10 +160,11 @@ def _others(kind, buf32, src1, src2, src3, k):
 MAX_REGISTERS = 48
 """Register cap of :func:`decode`: 5 blocks (40 warps) per SM instead of 4 at its natural 62
 (``bench/NOTES.md``, entry 4: +19% on bf16, +41% on int8, +26% on fp16, H100). The simulator
-takes no such option."""
+takes no such option. Kernels are cached on disk (``cache=True``): the first process compiles them, later
+ones load the cubin."""
 
 
-@cuda.jit(**({} if SIMULATED else {"max_registers": MAX_REGISTERS}))
+@cuda.jit(cache=True, **({} if SIMULATED else {"max_registers": MAX_REGISTERS}))
 def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, status):
     """Decode every chunk listed in ``groups`` (plane, first chunk, chunk count) into ``out``."""
     table = cuda.shared.array(M, uint32)
@@ -242,7 +243,7 @@ def _plane_byte(buf8, scratch8, src, i):
     return uint32(-src - 1)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def join(buf8, scratch8, sources, out8, count, itemsize, kind, out):
     """Assemble ``count`` elements from byte planes, for tensors the fused path does not cover.
 
@@ -269,7 +270,7 @@ def join(buf8, scratch8, sources, out8, count, itemsize, kind, out):
                 out8[at + j] = uint8((value >> uint32(8 * j)) & uint32(0xFF))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def fill(out8, at, count, value):
     """Set ``count`` bytes of ``out8`` from ``at`` to ``value``."""
     for i in range(cuda.grid(1), count, cuda.gridsize(1)):
