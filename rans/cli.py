@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import errno
 import json
 import os
 import statistics
@@ -115,6 +116,11 @@ def _output(args: argparse.Namespace, default: Callable[[str], str | None]) -> s
         raise RansError("the output would replace the input")
     if os.path.lexists(out) and not args.force:
         raise OutputExists(f"{out} exists; give --force to replace it")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(errno.ENOENT, "no such directory", parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), parent)
     args.output = out
     return out
 

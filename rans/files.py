@@ -149,11 +149,15 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
         raise error
 
     def close(self) -> None:
-        """Unmap the file; tensors already returned stay valid."""
-        self._view.release()
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        """Unmap the file; tensors already returned stay valid (unmapping waits for the garbage
+        collector while something still holds a view of the map)."""
+        try:
+            self._view.release()
+            if self._map is not None:
+                self._map.close()
+        except BufferError:
+            pass
+        self._map = None
 
     def __enter__(self) -> "safe_open":
         return self
