@@ -42,6 +42,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +64,8 @@ from rans import checkpoint, cli, container, entropy  # noqa: E402
 REAL_DIR = "/work/shared/data/real"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPU_TARGET = 0.8
+GPU_WORKDIR: list[str] = []
+"""The --gpu run's working directory, removed at the end unless given with --workdir."""
 
 
 def sha(path: str) -> str:
@@ -272,6 +275,7 @@ def gpu(args: argparse.Namespace) -> dict:
     import safetensors.torch as stt
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="rans-ckpt-")
+    GPU_WORKDIR.append(workdir)
     os.makedirs(workdir, exist_ok=True)
     src, packed = os.path.join(workdir, "model.safetensors"), os.path.join(workdir, "model.rans")
     stamp = os.path.join(workdir, "stamp.json")
@@ -351,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu", action="store_true", help="time loading onto a CUDA GPU against safetensors (see the module doc)")
     ap.add_argument("--gib", type=float, default=2.0, help="--gpu: checkpoint size in GiB (default 2)")
     ap.add_argument("--repeats", type=int, default=5, help="--gpu: timed loads of each (default 5)")
-    ap.add_argument("--workdir", help="--gpu: where to build the checkpoint (reused when built with the same --gib)")
+    ap.add_argument("--workdir", help="--gpu: where to build the checkpoint, kept and reused when built with the same --gib "
+                                      "(default: a temporary directory, removed at the end)")
     ap.add_argument("--memory-mib", type=int, default=16, help="CPU: size of each tensor of the memory test files (default 16)")
     ap.add_argument("--no-real", action="store_true", help="CPU: skip the real files (memory only)")
     ap.add_argument("--out", help="JSON output (default bench/results/checkpoint.json, or checkpoint_gpu.json with --gpu)")
@@ -359,7 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     results = dict(machine=C.machine_info(), argv=sys.argv[1:])
     print("machine:", ", ".join(f"{k}={v}" for k, v in results["machine"].items()), flush=True)
     if args.gpu:
-        results["gpu_load"] = gpu(args)
+        try:
+            results["gpu_load"] = gpu(args)
+        finally:
+            if args.workdir is None and GPU_WORKDIR:
+                shutil.rmtree(GPU_WORKDIR[0], ignore_errors=True)
     else:
         if not args.no_real:
             results["real_files"] = real_files(sorted(glob.glob(os.path.join(REAL_DIR, "*.safetensors"))))

@@ -46,7 +46,6 @@ import tempfile
 import time
 from typing import Any, Callable, Sequence
 
-import numpy as np
 
 from . import api, checkpoint, demo, entropy
 from .checkpoint import RANS, RESERVED_KEY, SAFETENSORS

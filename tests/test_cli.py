@@ -21,13 +21,14 @@ import zlib
 import ml_dtypes
 import numpy as np
 import pytest
-import safetensors.numpy as stn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rans
 from rans import api, checkpoint, cli, container, safetensors_file
 from rans.cli import Exit
+
+stn = pytest.importorskip("safetensors.numpy")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL = "/work/shared/data/real"
