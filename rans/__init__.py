@@ -14,10 +14,12 @@ from .errors import (
     CorruptDataError,
     InvalidArgumentError,
     NotRansDataError,
+    NotSafetensorsError,
     RansError,
     TruncatedDataError,
     UnsupportedVersionError,
 )
+from .files import safe_open
 
 __version__ = "0.1.0"
 
@@ -27,9 +29,11 @@ __all__ = [
     "save_file",
     "load_file",
     "load_metadata",
+    "safe_open",
     "RansError",
     "InvalidArgumentError",
     "NotRansDataError",
+    "NotSafetensorsError",
     "UnsupportedVersionError",
     "CorruptDataError",
     "TruncatedDataError",

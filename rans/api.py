@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import codec, container, dtypes
+from . import codec, container, dtypes, files
 from .constants import DEFAULT_CHUNK
 from .errors import InvalidArgumentError
 from .reference.coder import check_chunk
@@ -285,18 +285,22 @@ def load_file(path: PathLike, *, device: str = "cpu", framework: str | None = No
     device : {"cpu", "cuda"}
         ``"cuda"`` decodes every tensor on the GPU in one launch and returns
         device arrays (see :func:`decompress`).
-    framework : {"torch", "numba"}, optional
-        With ``device="cuda"``, the type of the returned arrays.
+    framework : {"numpy", "torch", "numba"}, optional
+        The type of the returned arrays: ``"numpy"`` (default) or ``"torch"``
+        on the CPU, ``"torch"`` (default) or ``"numba"`` with ``device="cuda"``.
     verify : bool
         Check every section's CRC-32 (default).
 
     Returns
     -------
     dict of str to array
-        The tensors in file order.
+        The tensors in file order. On the CPU they are decoded one at a
+        time, so host memory beyond them stays near the largest tensor's size.
     """
-    _check_device(device)
-    return _with_mapped(path, lambda view: _load(view, device, framework, verify))
+    files.check_framework(device, framework)
+    if device == "cpu":
+        return files.load_cpu(path, framework, verify)
+    return _with_mapped(path, lambda view: _load_on_gpu(view, framework, verify))
 
 
 def _with_mapped(path: PathLike, read: Any) -> Any:
@@ -336,9 +340,7 @@ def load_metadata(path: PathLike) -> dict[str, str]:
     return _with_mapped(path, lambda view: container.read_header(view).metadata)
 
 
-def _load(buf: memoryview, device: str, framework: str | None, verify: bool) -> dict[str, Any]:
+def _load_on_gpu(buf: memoryview, framework: str | None, verify: bool) -> dict[str, Any]:
     header = container.read_header(buf)
-    if device == "cuda":
-        arrays = _decode_on_gpu(buf, header, verify, framework=framework)
-        return {entry.name: array for entry, array in zip(header.entries, arrays)}
-    return {entry.name: codec.decode_tensor(entry, buf, verify) for entry in header.entries}
+    arrays = _decode_on_gpu(buf, header, verify, framework=framework)
+    return {entry.name: array for entry, array in zip(header.entries, arrays)}

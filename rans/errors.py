@@ -75,3 +75,7 @@ class TruncatedDataError(CorruptDataError):
 
 class ChecksumError(CorruptDataError):
     """A stored CRC-32 does not match the bytes it covers."""
+
+
+class NotSafetensorsError(RansError):
+    """A file given as safetensors is not one (bad length prefix, header or data offsets)."""
