@@ -72,9 +72,9 @@ class _Launch:
         self.owners.append((self.n_chunks, e, j, k))
         self.n_chunks += k
 
-    def upload(self, stream: Any) -> None:
-        """Copy the descriptors and tables to the GPU, with a status array for the launch."""
-        self.status = cuda.device_array(2, dtype=np.int64, stream=stream)
+    def upload(self, stream: Any, clear: Any) -> None:
+        """Copy the descriptors and tables to the GPU, with a cleared status array for the launch."""
+        self.status = cuda.to_device(clear, stream=stream)
         if self.planes:
             self.device = (
                 cuda.to_device(np.stack(self.tables), stream=stream),
@@ -83,11 +83,13 @@ class _Launch:
                 cuda.to_device(np.concatenate(self.groups), stream=stream),
             )
 
-    def run(self, buf16: Any, buf32: Any, target: tuple[Any, Any, Any], clear: Any, stream: Any) -> None:
-        """Launch the decode of every plane into ``target`` (its 8-, 16- and 32-bit views)."""
+    def run(self, buf16: Any, buf32: Any, target: tuple[Any, Any, Any], stream: Any) -> None:
+        """Launch the decode of every plane into ``target`` (its 8-, 16- and 32-bit views).
+
+        The status array keeps failures until :meth:`Batch.check` reads and clears it.
+        """
         if not self.planes:
             return
-        self.status.copy_to_device(clear, stream=stream)
         tables_d, planes_d, chunks_d, groups_d = self.device
         kernels.decode[groups_d.shape[0], WARPS_PER_BLOCK * LANES, stream](
             buf16, buf32, tables_d, planes_d, chunks_d, groups_d, *target, self.status
@@ -274,9 +276,16 @@ class Batch:
         The tensors to decode, from :func:`rans.container.read_header` over ``buf``.
     stream : optional
         Stream for the uploads (see :func:`decode`).
+    allocate : callable, optional
+        ``allocate(nbytes)`` returns a numba ``uint8`` device array for the
+        file's bytes and the scratch planes (for instance a view of a torch
+        tensor, so that torch's allocator accounts for them); by default
+        :func:`numba.cuda.device_array`.
     """
 
-    def __init__(self, buf: memoryview, entries: Sequence[container.Entry], stream: Any = None) -> None:
+    def __init__(
+        self, buf: memoryview, entries: Sequence[container.Entry], stream: Any = None, *, allocate: Any = None
+    ) -> None:
         self.entries = list(entries)
         self.sizes = [e.nbytes for e in self.entries]
         self.offsets = []
@@ -287,33 +296,47 @@ class Batch:
         self.nbytes = max(total, 8)
         self.plan = plan(buf, self.entries, self.offsets)
         stream = _stream(stream)
-        self.buffer = cuda.device_array(_align(len(buf), 8) + 8, dtype=np.uint8, stream=stream)
+        allocate = allocate or (lambda nbytes: cuda.device_array(nbytes, dtype=np.uint8, stream=stream))
+        self.buffer = allocate(_align(len(buf), 8) + 8)
         if len(buf):
             self.buffer[: len(buf)].copy_to_device(np.frombuffer(buf, dtype=np.uint8), stream=stream)
-        self.scratch = cuda.device_array(max(self.plan.scratch_bytes, 8), dtype=np.uint8, stream=stream)
-        self.plan.to_scratch.upload(stream)
-        self.plan.fused.upload(stream)
+        self.scratch = allocate(max(self.plan.scratch_bytes, 8))
+        self.clear = np.array([0, np.iinfo(np.int64).max], dtype=np.int64)
+        self.plan.to_scratch.upload(stream, self.clear)
+        self.plan.fused.upload(stream, self.clear)
         self.sources = [cuda.to_device(np.array(sources, dtype=np.int64), stream=stream) for _, sources, _ in self.plan.joins]
         self.buf16 = self.buffer.view(np.uint16)
         self.buf32 = self.buffer.view(np.uint32)
         self.scratch_views = _views(self.scratch)
-        self.clear = cuda.pinned_array(2, dtype=np.int64)
-        self.clear[:] = (0, np.iinfo(np.int64).max)
         self.seen = cuda.pinned_array((2, 2), dtype=np.int64)
         self.target: tuple[Any, tuple[Any, Any, Any]] | None = None
+        self.unchecked = False
 
-    def decode_into(self, out8: Any, stream: Any = None) -> None:
+    @property
+    def device_nbytes(self) -> int:
+        """Bytes this batch holds on the GPU: the file, the scratch planes, descriptors and tables."""
+        arrays = [self.buffer, self.scratch, *self.sources]
+        for launch in (self.plan.to_scratch, self.plan.fused):
+            arrays += [*launch.device, launch.status]
+        return sum(a.nbytes for a in arrays)
+
+    def decode_into(self, out8: Any, stream: Any = None, *, check: bool = True) -> None:
         """Decode every tensor into ``out8`` (a numba ``uint8`` device array), tensor ``i`` at ``offsets[i]``.
 
-        Waits for the stream, then raises :class:`~rans.CorruptDataError`
-        naming the tensor, plane and chunk if any chunk failed its check.
+        With ``check`` (the default), waits for the stream, then raises
+        :class:`~rans.CorruptDataError` naming the tensor, plane and chunk if
+        any chunk failed its check. Without it, the call only enqueues work on
+        the stream and returns: failures accumulate on the GPU until the next
+        :meth:`check` (or checked decode), which reports them. Output decoded
+        in between may then be garbage, so a caller that defers the check
+        must not let that output escape before checking.
         """
         stream = _stream(stream)
         p = self.plan
         if self.target is None or self.target[0] is not out8:
             self.target = (out8, _views(out8))
-        p.to_scratch.run(self.buf16, self.buf32, self.scratch_views, self.clear, stream)
-        p.fused.run(self.buf16, self.buf32, self.target[1], self.clear, stream)
+        p.to_scratch.run(self.buf16, self.buf32, self.scratch_views, stream)
+        p.fused.run(self.buf16, self.buf32, self.target[1], stream)
         for (e, _, kind), sources in zip(p.joins, self.sources):
             entry = self.entries[e]
             blocks = max(1, min(-(-entry.size // 256), 65536))
@@ -324,13 +347,31 @@ class Batch:
             out8[self.offsets[e] : self.offsets[e] + length].copy_to_device(self.buffer[source : source + length], stream=stream)
         for e, value in p.fills:
             _fill(out8, self.offsets[e], self.sizes[e], value, stream)
+        self.unchecked = True
+        if check:
+            self.check(stream)
+
+    def check(self, stream: Any = None) -> None:
+        """Wait for the stream; raise :class:`~rans.CorruptDataError` if any decode since the last check failed.
+
+        The first failed chunk's tensor, plane and chunk are named. Returns at
+        once when nothing was decoded since the last check.
+        """
+        if not self.unchecked:
+            return
+        stream = _stream(stream)
+        p = self.plan
         launches = [launch for launch in (p.to_scratch, p.fused) if launch.planes]
         for i, launch in enumerate(launches):
             launch.status.copy_to_host(self.seen[i], stream=stream)
         stream.synchronize()
-        for i, launch in enumerate(launches):
-            if self.seen[i, 0]:
-                raise launch.error(self.entries, int(self.seen[i, 1]))
+        self.unchecked = False
+        failed = [(launch, int(self.seen[i, 1])) for i, launch in enumerate(launches) if self.seen[i, 0]]
+        if failed:
+            for launch, _ in failed:
+                launch.status.copy_to_device(self.clear, stream=stream)
+            stream.synchronize()
+            raise failed[0][0].error(self.entries, failed[0][1])
 
     def decode(self, framework: str | None = None, stream: Any = None) -> list[Any]:
         """Decode into a new buffer; return one device array per tensor (see :func:`decode`)."""
