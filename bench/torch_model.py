@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import torch
@@ -47,6 +49,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import rans  # noqa: E402
 import rans.torch as rt  # noqa: E402
+from rans import api, codec, container  # noqa: E402
+from rans.constants import DEFAULT_CHUNK  # noqa: E402
 from rans.torch.weights import to_numpy  # noqa: E402
 
 TARGETS = {"memory": 0.67, "batch1": 0.5, "batch32": 0.9}
@@ -98,6 +102,17 @@ def empty(cfg: Any) -> torch.nn.Module:
     finally:
         torch.set_default_dtype(previous)
     return model.eval()
+
+
+def _encode(name: str, array: Any) -> tuple[Any, list[bytes]]:
+    return codec.encode_tensor(array, name, DEFAULT_CHUNK)
+
+
+def save(tensors: dict[str, Any], path: str, workers: int) -> None:
+    """What ``rans.save_file(tensors, path)`` writes, the tensors coded in ``workers`` processes at once."""
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        coded = list(pool.map(_encode, tensors, tensors.values()))
+    api.write_atomic(path, lambda f: container.write(f, [e for e, _ in coded], [s for _, s in coded], None))
 
 
 def sync(device: torch.device) -> None:
@@ -189,6 +204,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, help="override the layer count")
     parser.add_argument("--groups", choices=("block", "module"), default="block")
     parser.add_argument("--check", choices=rt.weights.CHECKS, default="forward")
+    parser.add_argument("--no-graphs", action="store_true", help="launch each decode from Python, no CUDA graphs")
     parser.add_argument("--min-bytes", type=int, help="compress tensors this large (default 1 MiB; 16 KiB with --small)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--prompt", type=int, default=16)
@@ -223,7 +239,7 @@ def main() -> None:
 
     path = os.path.join(tempfile.mkdtemp(), "model.rans")
     start = time.perf_counter()
-    rans.save_file({k: to_numpy(v) for k, v in model.state_dict().items()}, path, workers=args.workers)
+    save({k: to_numpy(v) for k, v in model.state_dict().items()}, path, args.workers)
     save_seconds = time.perf_counter() - start
     file_bytes = os.path.getsize(path)
     del model
@@ -234,7 +250,8 @@ def main() -> None:
     start = time.perf_counter()
     model = empty(cfg)
     min_bytes = args.min_bytes or (1 << 14 if args.small else rt.weights.MIN_BYTES)
-    weights = rt.load_model(model, path, device=device, groups=args.groups, check=args.check, min_bytes=min_bytes)
+    weights = rt.load_model(model, path, device=device, groups=args.groups, check=args.check,
+                            min_bytes=min_bytes, graphs=not args.no_graphs)
     sync(device)
     load_seconds = time.perf_counter() - start
     rans_memory = allocated(device) - base_memory

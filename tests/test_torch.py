@@ -129,6 +129,16 @@ def test_threshold_leaves_small_parameters_alone() -> None:
     assert compressed == {"embed.weight", "head.weight"} | {f"blocks.{i}.{j}.weight" for i in range(3) for j in (0, 2)}
 
 
+def test_removed_hooks_decode_no_more() -> None:
+    model = gaussian_(Net()).eval()
+    weights = rt.compress_model(model, min_bytes=4096, groups="block")
+    model(IDS)
+    decodes = weights.decodes
+    weights.remove_hooks()
+    model(IDS)
+    assert weights.decodes == decodes and weights.handles == []
+
+
 def test_nothing_above_the_threshold() -> None:
     model = gaussian_(Net()).eval()
     with torch.no_grad():
@@ -402,15 +412,16 @@ def test_llama_compressed_in_place_by_module() -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("graphs", [True, False])
 @pytest.mark.parametrize("check", ["forward", "decode", "manual"])
-def test_gpu_outputs_are_bit_identical(check: str) -> None:
+def test_gpu_outputs_are_bit_identical(check: str, graphs: bool) -> None:
     model = gaussian_(Net(width=256, vocab=3000)).eval().cuda()
     ids = IDS.cuda()
     with torch.no_grad():
         expected = model(ids)
     before = torch.cuda.memory_allocated()
-    weights = rt.compress_model(model, groups="block", min_bytes=4096, check=check)
-    assert weights.device.type == "cuda" and weights.scratch.is_cuda
+    weights = rt.compress_model(model, groups="block", min_bytes=4096, check=check, graphs=graphs)
+    assert weights.device.type == "cuda" and weights.scratch.is_cuda and weights.graphs == graphs
     assert torch.cuda.memory_allocated() < before
     with torch.no_grad():
         got = model(ids)
@@ -429,6 +440,7 @@ def test_gpu_corrupt_weights_raise_at_the_end_of_the_forward() -> None:
     with pytest.raises(rans.CorruptDataError) as caught, torch.no_grad():
         model(IDS.cuda())
     assert caught.value.tensor == "blocks.0.0.weight"
+    assert weights.graphs
 
 
 @pytest.mark.gpu
@@ -445,5 +457,6 @@ def test_gpu_llama_from_a_checkpoint(tmp_path) -> None:
     weights = rt.load_model(model, path, device="cuda", min_bytes=8192, groups="block")
     assert torch.equal(greedy(model, prompt, 8), expected)
     report = weights.report()
-    assert report.total_held < report.total_original + report.scratch
+    held = sum(g.store.batch.device_nbytes for g in weights.groups)
+    assert report.total_held == held + report.scratch + report.rows[-1].held
     assert all(g.held > sum(p.length for s in g.slots for p in s.entry.sections) for g in weights.groups)
