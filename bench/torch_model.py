@@ -17,6 +17,10 @@ same greedy generations, measured in the same process:
   of ``--repeat`` runs after a warm-up);
 - decode time of each group (CUDA events, median of 20).
 
+``--chunk 32768 8192`` repeats the compressed side for each chunk size (smaller
+chunks: more parallel decode, slightly lower ratio); the top-level figures
+of the JSON are the first run's, ``runs`` holds them all.
+
 ``--small`` runs a tiny config on the CPU (the NumPy codec), to check the
 script end to end without a GPU. Prints tables and writes
 ``bench/results/torch_model.json`` (``--out``) with the GPU name, driver and
@@ -31,6 +35,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import os
@@ -104,14 +109,14 @@ def empty(cfg: Any) -> torch.nn.Module:
     return model.eval()
 
 
-def _encode(name: str, array: Any) -> tuple[Any, list[bytes]]:
-    return codec.encode_tensor(array, name, DEFAULT_CHUNK)
+def _encode(name: str, array: Any, chunk: int) -> tuple[Any, list[bytes]]:
+    return codec.encode_tensor(array, name, chunk)
 
 
-def save(tensors: dict[str, Any], path: str, workers: int) -> None:
-    """What ``rans.save_file(tensors, path)`` writes, the tensors coded in ``workers`` processes at once."""
+def save(tensors: dict[str, Any], path: str, workers: int, chunk: int) -> None:
+    """What ``rans.save_file(tensors, path, chunk_size=chunk)`` writes, the tensors coded in ``workers`` processes at once."""
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        coded = list(pool.map(_encode, tensors, tensors.values()))
+        coded = list(pool.map(_encode, tensors, tensors.values(), [chunk] * len(tensors)))
     api.write_atomic(path, lambda f: container.write(f, [e for e, _ in coded], [s for _, s in coded], None))
 
 
@@ -206,6 +211,8 @@ def main() -> None:
     parser.add_argument("--check", choices=rt.weights.CHECKS, default="forward")
     parser.add_argument("--no-graphs", action="store_true", help="launch each decode from Python, no CUDA graphs")
     parser.add_argument("--min-bytes", type=int, help="compress tensors this large (default 1 MiB; 16 KiB with --small)")
+    parser.add_argument("--chunk", type=int, nargs="+", default=[DEFAULT_CHUNK],
+                        help="chunk sizes to save the checkpoint with, one run each (default 32768)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--prompt", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=32)
@@ -237,15 +244,32 @@ def main() -> None:
         plain_logits = model(prompts[args.batch[0]]).logits
     plain = {b: timed_generation(model, prompts[b], args.new_tokens, args.repeat, device) for b in args.batch}
 
-    path = os.path.join(tempfile.mkdtemp(), "model.rans")
-    start = time.perf_counter()
-    save({k: to_numpy(v) for k, v in model.state_dict().items()}, path, args.workers)
-    save_seconds = time.perf_counter() - start
-    file_bytes = os.path.getsize(path)
+    tensors = {k: to_numpy(v) for k, v in model.state_dict().items()}
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    baseline = {"memory": plain_memory if device.type == "cuda" else plain_bytes, "logits": plain_logits, "generated": plain}
+    runs = [measure(cfg, tensors, chunk, args, device, prompts, baseline) for chunk in args.chunk]
+    results.update({"parameters": params, "runs": [r for r, _ in runs]})
+    results.update({k: v for k, v in runs[0][0].items() if k != "chunk_size"})
+    for run, report in runs:
+        show(run, report)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    print(f"wrote {args.out}")
+    if not all(r["targets"]["tokens_identical"] and r["targets"]["logits_bit_identical"] for r, _ in runs):
+        raise SystemExit("outputs differ from the uncompressed model's")
 
+
+def measure(cfg: Any, tensors: dict[str, Any], chunk: int, args: Any, device: torch.device, prompts: dict[int, torch.Tensor],
+            baseline: dict[str, Any]) -> tuple[dict[str, Any], rt.Report]:
+    """Save ``tensors`` with chunks of ``chunk`` symbols, load them compressed, and measure against ``baseline``."""
+    path = os.path.join(tempfile.mkdtemp(), "model.rans")
+    start = time.perf_counter()
+    save(tensors, path, args.workers, chunk)
+    save_seconds = time.perf_counter() - start
+    file_bytes = os.path.getsize(path)
     base_memory = allocated(device)
     start = time.perf_counter()
     model = empty(cfg)
@@ -254,6 +278,7 @@ def main() -> None:
                             min_bytes=min_bytes, graphs=not args.no_graphs)
     sync(device)
     load_seconds = time.perf_counter() - start
+    os.unlink(path)
     rans_memory = allocated(device) - base_memory
     report = weights.report()
     descriptors = sum(g.held - len(g.store.batch.buffer) for g in weights.groups) if device.type == "cuda" else 0
@@ -261,11 +286,9 @@ def main() -> None:
         rans_logits = model(prompts[args.batch[0]]).logits
     compressed = {b: timed_generation(model, prompts[b], args.new_tokens, args.repeat, device) for b in args.batch}
     groups = decode_times(weights, device)
-    os.unlink(path)
-
-    logits_equal = bool(torch.equal(plain_logits, rans_logits))
+    logits_equal = bool(torch.equal(baseline["logits"], rans_logits))
     memory = {
-        "plain_bytes": plain_memory if device.type == "cuda" else plain_bytes,
+        "plain_bytes": baseline["memory"],
         "rans_bytes": (rans_memory + descriptors) if device.type == "cuda" else report.total_held,
         "rans_torch_allocated": rans_memory,
         "rans_decoder_descriptors": descriptors,
@@ -277,47 +300,52 @@ def main() -> None:
     memory["ratio_without_scratch"] = (memory["rans_bytes"] - memory["scratch"]) / memory["plain_bytes"]
     throughput = []
     for b in args.batch:
-        same = bool(torch.equal(plain[b][0], compressed[b][0]))
-        throughput.append({"batch": b, "plain_tokens_per_s": plain[b][1], "rans_tokens_per_s": compressed[b][1],
-                           "speed": compressed[b][1] / plain[b][1], "tokens_identical": same})
+        plain = baseline["generated"][b]
+        same = bool(torch.equal(plain[0], compressed[b][0]))
+        throughput.append({"batch": b, "plain_tokens_per_s": plain[1], "rans_tokens_per_s": compressed[b][1],
+                           "speed": compressed[b][1] / plain[1], "tokens_identical": same})
     block_seconds = [g["seconds"] for g in groups if g["tensors"] > 1] or [g["seconds"] for g in groups]
-    results.update({
-        "parameters": params, "save_seconds": save_seconds, "load_seconds": load_seconds, "memory": memory,
-        "logits_bit_identical": logits_equal, "throughput": throughput, "decode": groups,
-        "decode_seconds_per_block_median": statistics.median(block_seconds),
-        "report": report.to_dict(),
-    })
     speeds = {f"batch{t['batch']}": t["speed"] for t in throughput}
-    results["targets"] = {
-        "memory<=0.67": memory["ratio"] <= TARGETS["memory"],
-        "memory_without_scratch<=0.67": memory["ratio_without_scratch"] <= TARGETS["memory"],
-        **{f"{k}>={v}": speeds[k] >= v for k, v in TARGETS.items() if k in speeds},
-        "tokens_identical": all(t["tokens_identical"] for t in throughput),
-        "logits_bit_identical": logits_equal,
+    run = {
+        "chunk_size": chunk, "save_seconds": save_seconds, "load_seconds": load_seconds, "memory": memory,
+        "logits_bit_identical": logits_equal, "throughput": throughput, "decode": groups,
+        "decode_seconds_per_block_median": statistics.median(block_seconds), "report": report.to_dict(),
+        "targets": {
+            "memory<=0.67": memory["ratio"] <= TARGETS["memory"],
+            "memory_without_scratch<=0.67": memory["ratio_without_scratch"] <= TARGETS["memory"],
+            **{f"{k}>={v}": speeds[k] >= v for k, v in TARGETS.items() if k in speeds},
+            "tokens_identical": all(t["tokens_identical"] for t in throughput),
+            "logits_bit_identical": logits_equal,
+        },
     }
+    weights.remove_hooks()
+    del model, weights, rans_logits
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return run, report
 
-    print(f"\nsaved in {save_seconds:.1f} s ({file_bytes / 2**20:.1f} MiB), loaded in {load_seconds:.1f} s")
-    print("\nweight memory (bytes)")
+
+def show(run: dict[str, Any], report: rt.Report) -> None:
+    """Print one run's tables."""
+    memory, throughput, groups = run["memory"], run["throughput"], run["decode"]
+    print(f"\n== chunk size {run['chunk_size']}: saved in {run['save_seconds']:.1f} s "
+          f"({memory['file_bytes'] / 2**20:.1f} MiB), loaded in {run['load_seconds']:.1f} s")
+    print("weight memory (bytes)")
     for key, value in memory.items():
         print(f"  {key:28s} {value:,.4f}" if isinstance(value, float) else f"  {key:28s} {value:,}")
     print("\n| batch | plain tok/s | rans tok/s | rans / plain | tokens identical |")
     print("| --- | --- | --- | --- | --- |")
     for t in throughput:
         print(f"| {t['batch']} | {t['plain_tokens_per_s']:.1f} | {t['rans_tokens_per_s']:.1f} | {t['speed']:.3f} | {t['tokens_identical']} |")
-    print(f"\nlogits bit-identical: {logits_equal}")
-    print(f"decode per block (median of groups): {results['decode_seconds_per_block_median'] * 1e3:.3f} ms")
+    print(f"\nlogits bit-identical: {run['logits_bit_identical']}")
+    print(f"decode per block (median of groups): {run['decode_seconds_per_block_median'] * 1e3:.3f} ms")
     print("| group | tensors | MB | ms | GB/s |")
     print("| --- | --- | --- | --- | --- |")
     for g in groups:
         print(f"| {g['group']} | {g['tensors']} | {g['bytes'] / 1e6:.1f} | {g['seconds'] * 1e3:.3f} | {g['gb_per_s']:.1f} |")
     print("\n" + report.table())
-    print("\ntargets:", json.dumps(results["targets"]))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=1, default=str)
-    print(f"wrote {args.out}")
-    if not (results["targets"]["tokens_identical"] and logits_equal):
-        raise SystemExit("outputs differ from the uncompressed model's")
+    print("\ntargets:", json.dumps(run["targets"]))
 
 
 if __name__ == "__main__":
