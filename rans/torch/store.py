@@ -58,7 +58,7 @@ class HostStore:
         self.offsets, self.nbytes = offsets(self.entries)
         self.held = len(buf)
 
-    def decode_into(self, out: np.ndarray, check: bool = True) -> None:
+    def decode_into(self, out: np.ndarray) -> None:
         """Decode every tensor into the ``uint8`` array ``out`` (integrity is checked as it goes)."""
         for entry, at in zip(self.entries, self.offsets):
             array = codec.decode_tensor(entry, self.buf, verify=False)
