@@ -87,7 +87,8 @@ class _Launch:
     def run(self, buf16: Any, buf32: Any, target: tuple[Any, Any, Any], stream: Any) -> None:
         """Launch the decode of every plane into ``target`` (its 8-, 16- and 32-bit views).
 
-        The launch's arguments are marshalled once per target (:class:`launch.Prepared`).
+        The launch's arguments are marshalled once per target (:class:`launch.Prepared`); the status
+        array keeps failures until :meth:`Batch.check` reads and clears it.
         """
         if not self.planes:
             return
@@ -278,9 +279,16 @@ class Batch:
         The tensors to decode, from :func:`rans.container.read_header` over ``buf``.
     stream : optional
         Stream for the uploads (see :func:`decode`).
+    allocate : callable, optional
+        ``allocate(nbytes)`` returns a numba ``uint8`` device array for the
+        file's bytes and the scratch planes (for instance a view of a torch
+        tensor, so that torch's allocator accounts for them); by default
+        :func:`numba.cuda.device_array`.
     """
 
-    def __init__(self, buf: memoryview, entries: Sequence[container.Entry], stream: Any = None) -> None:
+    def __init__(
+        self, buf: memoryview, entries: Sequence[container.Entry], stream: Any = None, *, allocate: Any = None
+    ) -> None:
         self.entries = list(entries)
         self.sizes = [e.nbytes for e in self.entries]
         self.offsets = []
@@ -291,10 +299,11 @@ class Batch:
         self.nbytes = max(total, 8)
         self.plan = plan(buf, self.entries, self.offsets)
         stream = _stream(stream)
-        self.buffer = cuda.device_array(_align(len(buf), 8) + 8, dtype=np.uint8, stream=stream)
+        allocate = allocate or (lambda nbytes: cuda.device_array(nbytes, dtype=np.uint8, stream=stream))
+        self.buffer = allocate(_align(len(buf), 8) + 8)
         if len(buf):
             self.buffer[: len(buf)].copy_to_device(np.frombuffer(buf, dtype=np.uint8), stream=stream)
-        self.scratch = cuda.device_array(max(self.plan.scratch_bytes, 8), dtype=np.uint8, stream=stream)
+        self.scratch = allocate(max(self.plan.scratch_bytes, 8))
         self.clear = np.array([0, np.iinfo(np.int64).max], dtype=np.int64)
         self.plan.to_scratch.upload(stream, self.clear)
         self.plan.fused.upload(stream, self.clear)
@@ -304,12 +313,26 @@ class Batch:
         self.scratch_views = _views(self.scratch)
         self.seen = cuda.pinned_array((2, 2), dtype=np.int64)
         self.target: tuple[Any, tuple[Any, Any, Any]] | None = None
+        self.unchecked = False
 
-    def decode_into(self, out8: Any, stream: Any = None) -> None:
+    @property
+    def device_nbytes(self) -> int:
+        """Bytes this batch holds on the GPU: the file, the scratch planes, descriptors and tables."""
+        arrays = [self.buffer, self.scratch, *self.sources]
+        for run in (self.plan.to_scratch, self.plan.fused):
+            arrays += [*run.device, run.status]
+        return sum(a.nbytes for a in arrays)
+
+    def decode_into(self, out8: Any, stream: Any = None, *, check: bool = True) -> None:
         """Decode every tensor into ``out8`` (a numba ``uint8`` device array), tensor ``i`` at ``offsets[i]``.
 
-        Waits for the stream, then raises :class:`~rans.CorruptDataError`
-        naming the tensor, plane and chunk if any chunk failed its check.
+        With ``check`` (the default), waits for the stream, then raises
+        :class:`~rans.CorruptDataError` naming the tensor, plane and chunk if
+        any chunk failed its check. Without it, the call only enqueues work on
+        the stream and returns: failures accumulate on the GPU until the next
+        :meth:`check` (or checked decode), which reports them. Output decoded
+        in between may then be garbage, so a caller that defers the check
+        must not let that output escape before checking.
         """
         stream = _stream(stream)
         p = self.plan
@@ -327,15 +350,31 @@ class Batch:
             out8[self.offsets[e] : self.offsets[e] + length].copy_to_device(self.buffer[source : source + length], stream=stream)
         for e, value in p.fills:
             _fill(out8, self.offsets[e], self.sizes[e], value, stream)
+        self.unchecked = True
+        if check:
+            self.check(stream)
+
+    def check(self, stream: Any = None) -> None:
+        """Wait for the stream; raise :class:`~rans.CorruptDataError` if any decode since the last check failed.
+
+        The first failed chunk's tensor, plane and chunk are named. Returns at
+        once when nothing was decoded since the last check.
+        """
+        if not self.unchecked:
+            return
+        stream = _stream(stream)
+        p = self.plan
         launches = [run for run in (p.to_scratch, p.fused) if run.planes]
         for i, run in enumerate(launches):
             run.status.copy_to_host(self.seen[i], stream=stream)
         stream.synchronize()
-        for i, failed in enumerate(launches):
-            if self.seen[i, 0]:
-                failed.status.copy_to_device(self.clear, stream=stream)
-                stream.synchronize()
-                raise failed.error(self.entries, int(self.seen[i, 1]))
+        self.unchecked = False
+        failed = [(run, int(self.seen[i, 1])) for i, run in enumerate(launches) if self.seen[i, 0]]
+        if failed:
+            for run, _ in failed:
+                run.status.copy_to_device(self.clear, stream=stream)
+            stream.synchronize()
+            raise failed[0][0].error(self.entries, failed[0][1])
 
     def decode(self, framework: str | None = None, stream: Any = None) -> list[Any]:
         """Decode into a new buffer; return one device array per tensor (see :func:`decode`)."""
