@@ -220,8 +220,17 @@ def _empty(nbytes: int, dtype: Any = np.uint8) -> tuple[Any, Any]:
     return storage, storage.view(dtype)
 
 
-def _zeros(count: int, dtype: Any, stream: Any) -> Any:
-    return cuda.to_device(np.zeros(max(count, 1), dtype=dtype), stream=stream)
+def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
+    """Copy small host arrays to the device in one transfer; return a device view of each (8-byte aligned)."""
+    offsets, total = [], 0
+    for a in arrays:
+        offsets.append(total)
+        total += -(-a.nbytes // 8) * 8
+    host = np.zeros(max(total, 8), np.uint8)
+    for a, at in zip(arrays, offsets):
+        host[at : at + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    device = cuda.to_device(host, stream=stream)
+    return [device[at : at + a.nbytes].view(a.dtype).reshape(a.shape) for a, at in zip(arrays, offsets)]
 
 
 def _device_bytes(obj: Any, dtype: str | None) -> tuple[Any, str, tuple[int, ...], Any]:
@@ -308,24 +317,25 @@ class _Call:
     # ---------------------------------------------------------------- round 1
     def count(self) -> np.ndarray:
         """Histograms of every slot of every tensor, ``uint64[slots, 256]`` on the host."""
-        slot_rows = []
+        slot_rows: list[tuple[int, int, int, int]] = []
         for t in self.tensors:
             t.first_slot = len(slot_rows)
             slot_rows += _slots(t.dtype)[0]
-        counts_d = _zeros(max(len(slot_rows), 1) * 256, np.uint64, self.stream).reshape(-1, 256)
-        slots_d = cuda.to_device(np.array(slot_rows or [(0, 0, 0, 0)], dtype=np.int64), stream=self.stream)
+        launches, arrays = [], [np.zeros((max(len(slot_rows), 1), 256), np.uint64), np.array(slot_rows or [(0, 0, 0, 0)], np.int64)]
         for source in self.sources:
             rows, items = [], []
             for i in source.tensors:
                 t = self.tensors[i]
-                k = len(_slots(t.dtype)[0])
-                rows.append([t.base, dtypes.DTYPES[t.dtype].itemsize, t.n, t.first_slot, k, len(items)])
+                rows.append([t.base, dtypes.DTYPES[t.dtype].itemsize, t.n, t.first_slot, len(_slots(t.dtype)[0]), len(items)])
                 items += [len(rows) - 1] * -(-t.n // ek.HIST_ITEM)
-            if not items:
-                continue
-            tensors_d = cuda.to_device(np.array(rows, dtype=np.int64), stream=self.stream)
-            items_d = cuda.to_device(np.array(items, dtype=np.int32), stream=self.stream)
-            ek.histogram[len(items), WARPS_PER_BLOCK * LANES, self.stream](
+            if items:
+                launches.append((source, len(arrays)))
+                arrays += [np.array(rows, np.int64), np.array(items, np.int64)]
+        device = _upload(arrays, self.stream)
+        counts_d, slots_d = device[0], device[1]
+        for source, at in launches:
+            tensors_d, items_d = device[at], device[at + 1]
+            ek.histogram[items_d.shape[0], WARPS_PER_BLOCK * LANES, self.stream](
                 source.in8, source.in32, tensors_d, items_d, slots_d, counts_d
             )
         counts = counts_d.copy_to_host(stream=self.stream)
@@ -371,12 +381,11 @@ class _Call:
             chunks += p.layout.n_chunks
             scratch += p.layout.n_chunks * chunk
         self.n_chunks = chunks
-        self.scratch_storage, self.scratch16 = _empty(2 * scratch, np.uint16)
-        self.states = cuda.device_array(max(chunks, 1) * LANES, dtype=np.uint32, stream=self.stream)
-        self.counts_d = cuda.device_array(max(chunks, 1), dtype=np.uint32, stream=self.stream)
-        table_rows = []
+        self.keep = [_empty(2 * scratch, np.uint16), _empty(4 * LANES * chunks, np.uint32), _empty(4 * chunks, np.uint32)]
+        self.scratch16, self.states, self.counts_d = (view for _, view in self.keep)
+        launches, arrays = [], []
         for source in self.sources:
-            rows, groups = [], []
+            rows, groups, table_rows = [], [], []
             for i in source.tensors:
                 for p in self.tensors[i].planes:
                     if p.mode != "coded":
@@ -385,22 +394,17 @@ class _Call:
                     table_rows.append(encode_table(p.freq))
                     k = p.layout.n_chunks
                     starts = np.arange(0, k, WARPS_PER_BLOCK)
-                    g = np.empty((starts.size, 3), dtype=np.int64)
-                    g[:, 0] = len(rows) - 1
-                    g[:, 1] = starts
-                    g[:, 2] = np.minimum(WARPS_PER_BLOCK, k - starts)
-                    groups.append(g)
-            if not rows:
-                continue
-            tables_d = cuda.to_device(np.stack(table_rows[len(table_rows) - len(rows) :]), stream=self.stream)
-            for r, row in enumerate(rows):
-                row[ek.E_TABLE] = r
-            planes_d = cuda.to_device(np.array(rows, dtype=np.int64), stream=self.stream)
-            groups_d = cuda.to_device(np.concatenate(groups), stream=self.stream)
+                    groups.append(np.stack([np.full(starts.size, len(rows) - 1), starts, np.minimum(WARPS_PER_BLOCK, k - starts)], axis=1))
+            if rows:
+                launches.append((source, len(arrays)))
+                arrays += [np.stack(table_rows), np.array(rows, np.int64), np.concatenate(groups).astype(np.int64)]
+        device = _upload(arrays, self.stream)
+        for source, at in launches:
+            tables_d, planes_d, groups_d = device[at : at + 3]
             ek.encode[groups_d.shape[0], WARPS_PER_BLOCK * LANES, self.stream](
                 source.in8, source.in32, tables_d, planes_d, groups_d, self.scratch16, self.states, self.counts_d
             )
-        self.word_counts = self.counts_d.copy_to_host(stream=self.stream).astype(np.int64)[:chunks]
+        self.word_counts = self.counts_d[:chunks].copy_to_host(stream=self.stream).astype(np.int64) if chunks else np.zeros(0, np.int64)
         self.stream.synchronize()
 
     def lay_out(self, metadata: dict[str, str] | None) -> int:
@@ -432,12 +436,15 @@ class _Call:
         return data
 
     # ---------------------------------------------------------------- round 3
-    def assemble(self, data: int) -> Any:
+    def assemble(self, data: int) -> np.ndarray:
         """Write every section into a new buffer at ``reserve + offset``; return the tensors' CRC-32s on the host."""
         r = self.reserve
         self.storage, self.out8 = _empty(r + data + 8)
         out16 = self.out8[: self.out8.size & ~1].view(np.uint16)
         out32 = self.out8[: self.out8.size & ~3].view(np.uint32)
+        arrays: list[np.ndarray] = []
+        launches: list[tuple[str, Any, int]] = []
+
         blob, pieces, position = bytearray(), [], 0
         for entry in self.entries:
             for plane in entry.sections:
@@ -452,11 +459,9 @@ class _Call:
                     blob += piece
                 position = plane.offset + plane.length
         if pieces:
-            ek.scatter[len(pieces), ek.THREADS, self.stream](
-                cuda.to_device(np.frombuffer(bytes(blob), dtype=np.uint8), stream=self.stream),
-                cuda.to_device(np.array(pieces, dtype=np.int64), stream=self.stream),
-                self.out8,
-            )
+            launches.append(("scatter", None, len(arrays)))
+            arrays += [np.frombuffer(bytes(blob), np.uint8), np.array(pieces, np.int64)]
+
         for source in self.sources:
             rows, items = [], []
             for i in source.tensors:
@@ -465,56 +470,49 @@ class _Call:
                         rows.append([*p.extractor, p.n, r + p.entry_plane.offset, len(items)])
                         items += [len(rows) - 1] * -(-p.n // (4 * ek.RAW_ITEM))
             if items:
-                ek.split_raw[len(items), ek.THREADS, self.stream](
-                    source.in8,
-                    source.in32,
-                    cuda.to_device(np.array(rows, dtype=np.int64), stream=self.stream),
-                    cuda.to_device(np.array(items, dtype=np.int32), stream=self.stream),
-                    self.out8,
-                    out32,
-                )
+                launches.append(("raw", source, len(arrays)))
+                arrays += [np.array(rows, np.int64), np.array(items, np.int64)]
+
         if self.coded:
             rows, chunk_plane, first_word = [], [], []
             for j, p in enumerate(self.coded):
                 k = p.layout.n_chunks
                 at = r + p.entry_plane.offset
                 rows.append([p.first_chunk, k, self.chunk, p.lanes, p.scratch, at + p.layout.states_at, at + p.layout.counts_at, at + p.layout.words_at])
-                chunk_plane.append(np.full(k, j, dtype=np.int32))
+                chunk_plane.append(np.full(k, j, np.int64))
                 counts = self.word_counts[p.first_chunk : p.first_chunk + k]
                 first_word.append(np.cumsum(counts) - counts)
-            ek.compact[self.n_chunks, ek.THREADS, self.stream](
-                cuda.to_device(np.array(rows, dtype=np.int64), stream=self.stream),
-                cuda.to_device(np.concatenate(chunk_plane), stream=self.stream),
-                cuda.to_device(np.concatenate(first_word).astype(np.int64), stream=self.stream),
-                self.scratch16,
-                self.states,
-                self.counts_d,
-                out16,
-                out32,
-            )
-        return self.checksums(out32)
+            launches.append(("compact", None, len(arrays)))
+            arrays += [np.array(rows, np.int64), np.concatenate(chunk_plane), np.concatenate(first_word).astype(np.int64)]
 
-    def checksums(self, out32: Any) -> np.ndarray:
-        """CRC-32 of each entry's sections span, computed on the device."""
         spans, block_span = [], []
         for e, entry in enumerate(self.entries):
             start, end = entry.span()
-            start, end = start + self.reserve, end + self.reserve
+            start, end = start + r, end + r
             end4 = end & ~3
             spans.append([start, end4, end - end4, len(block_span)])
             if end > start:
                 block_span += [e] * max(1, -(-(end4 - start) // ek.CRC_BLOCK))
-        crcs = _zeros(len(self.entries), np.uint32, self.stream)
+        crc_at = len(arrays)
+        arrays += [np.zeros(max(len(spans), 1), np.uint32), np.array(spans or [[0, 0, 0, 0]], np.int64), np.array(block_span or [0], np.int64)]
+
+        device = _upload(arrays, self.stream)
+        for what, source, at in launches:
+            if what == "scatter":
+                ek.scatter[device[at + 1].shape[0], ek.THREADS, self.stream](device[at], device[at + 1], self.out8)
+            elif what == "raw":
+                ek.split_raw[device[at + 1].shape[0], ek.THREADS, self.stream](
+                    source.in8, source.in32, device[at], device[at + 1], self.out8, out32
+                )
+            else:
+                ek.compact[self.n_chunks, ek.THREADS, self.stream](
+                    device[at], device[at + 1], device[at + 2], self.scratch16, self.states, self.counts_d, out16, out32
+                )
+        crcs = device[crc_at]
         if block_span:
             table, operators = _constants()
             ek.crc_blocks[len(block_span), ek.CRC_THREADS, self.stream](
-                self.out8,
-                out32,
-                cuda.to_device(np.array(spans, dtype=np.int64), stream=self.stream),
-                cuda.to_device(np.array(block_span, dtype=np.int32), stream=self.stream),
-                table,
-                operators,
-                crcs,
+                self.out8, out32, device[crc_at + 1], device[crc_at + 2], table, operators, crcs
             )
         host = crcs.copy_to_host(stream=self.stream)
         self.stream.synchronize()
