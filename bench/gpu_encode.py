@@ -87,7 +87,7 @@ def phases(x_gpu, kind: str) -> dict[str, float]:
         mark = now
 
     call = encoder._Call({"": x_gpu}, 32768, FORMAT[kind], None, None)
-    call.plan(call.count())
+    call.plan()
     lap("histogram + plan")
     call.encode()
     lap("encode")

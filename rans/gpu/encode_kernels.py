@@ -55,10 +55,8 @@ HIST_COLUMNS = 6
 S_START, S_END4, S_TAIL, S_FIRST_BLOCK = range(4)
 SPAN_COLUMNS = 4
 
-HIST_SHARED = 8192
-"""``uint32`` counters of :func:`histogram`'s shared memory (32 KiB): copies of every slot's 256 bins."""
-MAX_SLOTS = 16
-"""Histograms per tensor: one per byte of a 16-byte element, or the float planes and bytes."""
+HIST_SHARED = 12032
+"""``uint32`` counters of :func:`histogram`'s shared memory (47 KiB): copies of every slot's 256 bins."""
 HIST_ITEM = 1 << 18
 """Elements one block of :func:`histogram` counts."""
 RAW_ITEM = 1 << 14
@@ -130,21 +128,26 @@ def histogram(in8, in32, tensors, item_tensor, slots, counts):
 
     Block ``b`` counts elements ``[HIST_ITEM * i, HIST_ITEM * (i + 1))`` of
     tensor ``t = item_tensor[b]`` (``i`` its item index within the tensor)
-    into shared counters, copies per warp where they fit, and adds them to
-    ``counts[slot, symbol]``.
+    into shared counters and adds them to ``counts[slot, symbol]``. The
+    counters are kept in as many copies as fit, lane ``i`` of every warp
+    using copy ``i % copies``, and each copy is one word longer than its
+    bins so that one symbol's counters in different copies lie in different
+    banks: lanes of a warp that count the same symbol (the few exponents of
+    a weight tensor) rarely touch the same word or bank.
     """
     shared = cuda.shared.array(HIST_SHARED, uint32)
     tid = cuda.threadIdx.x
-    warp = tid // LANES
+    lane = tid % LANES
     for b in range(cuda.blockIdx.x, item_tensor.shape[0], cuda.gridDim.x):
         t = item_tensor[b]
         first_slot = tensors[t, H_SLOT]
         n_slots = tensors[t, H_SLOTS]
-        copies = min(WARPS_PER_BLOCK, HIST_SHARED // (n_slots * 256))
-        for i in range(tid, copies * n_slots * 256, cuda.blockDim.x):
+        stride = n_slots * 256 + 1
+        copies = min(LANES, HIST_SHARED // stride)
+        for i in range(tid, copies * stride, cuda.blockDim.x):
             shared[i] = 0
         cuda.syncthreads()
-        mine = (warp % copies) * n_slots * 256
+        mine = (lane % copies) * stride
         base = tensors[t, H_BASE]
         size = tensors[t, H_SIZE]
         n = tensors[t, H_N]
@@ -162,7 +165,7 @@ def histogram(in8, in32, tensors, item_tensor, slots, counts):
         for i in range(tid, n_slots * 256, cuda.blockDim.x):
             total = uint64(0)
             for c in range(copies):
-                total += uint64(shared[c * n_slots * 256 + i])
+                total += uint64(shared[c * stride + i])
             if total:
                 cuda.atomic.add(counts, (first_slot + i // 256, i % 256), total)
         cuda.syncthreads()

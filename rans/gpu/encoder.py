@@ -3,10 +3,11 @@
 A call runs in four rounds, each ending in one small device-to-host copy:
 
 1. :func:`encode_kernels.histogram` counts the symbols of every plane of
-   every split a tensor may take (the split is fused: symbols are computed
+   each tensor's preferred split (the split is fused: symbols are computed
    from the tensor's elements). The host plans each plane exactly as
-   :func:`rans.codec.encode_tensor` does (:func:`rans.codec.plan_counts`),
-   and builds the encode tables.
+   :func:`rans.codec.encode_tensor` does (:func:`rans.codec.plan_counts`);
+   a BF16 or F32 tensor whose planes would all be raw has its bytes counted
+   in a second pass, for split ``"none"``. The host builds the encode tables.
 2. :func:`encode_kernels.encode` codes every chunk of every coded plane into
    scratch memory and leaves each chunk's word count. The host adds the
    counts up per plane (the words' offsets) and lays the file out.
@@ -128,16 +129,18 @@ def _constants() -> tuple[Any, Any]:
     return _CONSTANTS["table"], _CONSTANTS["operators"]
 
 
-def _slots(name: str) -> tuple[list[tuple[int, int, int, int]], list[int], list[int]]:
-    """A dtype's histogram extractors, which of them are the planes of its preferred split, and which are its bytes."""
-    size = dtypes.DTYPES[name].itemsize
-    byte = [(8 * j, 0xFF, 0, 0) for j in range(size)]
+def _planes(name: str) -> list[tuple[int, int, int, int]]:
+    """The extractors ``(sa, ma, sb, mb)`` of the planes of a dtype's preferred split."""
     if name == "BF16":
-        return [(7, 0xFF, 0, 0), (8, 0x80, 0, 0x7F), *byte], [0, 1], [2, 3]
+        return [(7, 0xFF, 0, 0), (8, 0x80, 0, 0x7F)]
     if name == "F32":
-        slots = [(23, 0xFF, 0, 0), (24, 0x80, 16, 0x7F), byte[1], byte[0], byte[2], byte[3]]
-        return slots, [0, 1, 2, 3], [3, 2, 4, 5]
-    return byte, list(range(size)), list(range(size))
+        return [(23, 0xFF, 0, 0), (24, 0x80, 16, 0x7F), (8, 0xFF, 0, 0), (0, 0xFF, 0, 0)]
+    return _bytes(name)
+
+
+def _bytes(name: str) -> list[tuple[int, int, int, int]]:
+    """The extractors of each byte of a dtype's elements (whose counts add up to split "none"'s)."""
+    return [(8 * j, 0xFF, 0, 0) for j in range(dtypes.DTYPES[name].itemsize)]
 
 
 @dataclass
@@ -164,7 +167,6 @@ class _Tensor:
     base: int
     first_slot: int = 0
     planes: list[_PlanePlan] = field(default_factory=list)
-    entry: container.Entry | None = None
 
     @property
     def n(self) -> int:
@@ -267,11 +269,6 @@ def _source(in8: Any, keep: Any) -> _Source:
     return _Source(in8, in8[:whole].view(np.uint32), keep)
 
 
-def _check_bool(t: _Tensor, counts: np.ndarray) -> None:
-    if t.dtype == "BOOL" and counts[t.first_slot, 2:].any():
-        raise InvalidArgumentError(f"tensor {t.name!r}: a BOOL array holds bytes other than 0 and 1")
-
-
 class _Call:
     """The state of one encode call: tensors, sources, plans and device buffers."""
 
@@ -315,18 +312,20 @@ class _Call:
             self.sources[t.source].tensors.append(i)
 
     # ---------------------------------------------------------------- round 1
-    def count(self) -> np.ndarray:
-        """Histograms of every slot of every tensor, ``uint64[slots, 256]`` on the host."""
+    def count(self, extractors: list[list[tuple[int, int, int, int]]]) -> list[np.ndarray]:
+        """Histograms of each tensor's planes named by ``extractors``: ``uint64[planes, 256]`` per tensor."""
         slot_rows: list[tuple[int, int, int, int]] = []
-        for t in self.tensors:
+        for t, chosen in zip(self.tensors, extractors):
             t.first_slot = len(slot_rows)
-            slot_rows += _slots(t.dtype)[0]
+            slot_rows += chosen
         launches, arrays = [], [np.zeros((max(len(slot_rows), 1), 256), np.uint64), np.array(slot_rows or [(0, 0, 0, 0)], np.int64)]
         for source in self.sources:
             rows, items = [], []
             for i in source.tensors:
                 t = self.tensors[i]
-                rows.append([t.base, dtypes.DTYPES[t.dtype].itemsize, t.n, t.first_slot, len(_slots(t.dtype)[0]), len(items)])
+                if not extractors[i]:
+                    continue
+                rows.append([t.base, dtypes.DTYPES[t.dtype].itemsize, t.n, t.first_slot, len(extractors[i]), len(items)])
                 items += [len(rows) - 1] * -(-t.n // ek.HIST_ITEM)
             if items:
                 launches.append((source, len(arrays)))
@@ -340,25 +339,25 @@ class _Call:
             )
         counts = counts_d.copy_to_host(stream=self.stream)
         self.stream.synchronize()
-        return counts
+        return [counts[t.first_slot : t.first_slot + len(chosen)].astype(np.int64) for t, chosen in zip(self.tensors, extractors)]
 
-    def plan(self, counts: np.ndarray) -> None:
-        """Choose each tensor's split and each plane's mode as :func:`rans.codec.encode_tensor` does."""
-        for t in self.tensors:
-            _check_bool(t, counts)
-            slots, planes, byte_slots = _slots(t.dtype)
-            size = dtypes.DTYPES[t.dtype].itemsize
-            for split in dtypes.splits_of(t.dtype):
-                n = dtypes.plane_length(t.dtype, split, t.n)
-                if split == "none":
-                    hists = [counts[t.first_slot + np.array(byte_slots)].sum(axis=0)]
-                    extractors = [(t.base, 1, 0, 0xFF, 0, 0)]
-                else:
-                    hists = [counts[t.first_slot + j] for j in planes]
-                    extractors = [(t.base, size, *slots[j]) for j in planes]
-                plans = [codec.plan_counts(h.astype(np.int64), n, self.chunk) for h in hists]
-                if split == "none" or any(mode != "raw" for mode, _ in plans):
-                    break
+    def plan(self) -> None:
+        """Count symbols and choose each tensor's split and each plane's mode as :func:`rans.codec.encode_tensor` does.
+
+        The bytes of BF16 and F32 elements (what split ``"none"`` codes) are
+        counted only for the tensors whose float planes would all be raw.
+        """
+        counts = self.count([_planes(t.dtype) for t in self.tensors])
+        for t, c in zip(self.tensors, counts):
+            if t.dtype == "BOOL" and c[0, 2:].any():
+                raise InvalidArgumentError(f"tensor {t.name!r}: a BOOL array holds bytes other than 0 and 1")
+        choices = [self._choose(t, c) for t, c in zip(self.tensors, counts)]
+        again = [_bytes(t.dtype) if choice is None else [] for t, choice in zip(self.tensors, choices)]
+        if any(again):
+            for i, c in enumerate(self.count(again)):
+                if again[i]:
+                    choices[i] = self._choose(self.tensors[i], c, "none")
+        for t, (n, plans, hists, extractors) in zip(self.tensors, choices):
             t.planes = []
             for (mode, freq), h, x in zip(plans, hists, extractors):
                 p = _PlanePlan(mode, x, n, freq)
@@ -369,6 +368,28 @@ class _Call:
                     p.table = tables.serialize(freq)
                     p.layout = coder.Layout.of(n, self.chunk, len(p.table), p.lanes)
                 t.planes.append(p)
+
+    def _choose(self, t: _Tensor, counts: np.ndarray, split: str | None = None) -> tuple[int, list, list, list] | None:
+        """Plans for ``t`` under its preferred split (``counts`` of its planes) or split ``"none"`` (``counts`` of its bytes).
+
+        ``None`` when the preferred split leaves every plane raw and the
+        bytes must be counted for split ``"none"``.
+        """
+        split = split or dtypes.splits_of(t.dtype)[0]
+        n = dtypes.plane_length(t.dtype, split, t.n)
+        size = dtypes.DTYPES[t.dtype].itemsize
+        if split == "none":
+            hists = [counts.sum(axis=0)]
+            extractors = [(t.base, 1, 0, 0xFF, 0, 0)]
+        else:
+            hists = list(counts)
+            extractors = [(t.base, size, *x) for x in _planes(t.dtype)]
+        plans = [codec.plan_counts(h, n, self.chunk) for h in hists]
+        if split != "none" and all(mode == "raw" for mode, _ in plans):
+            if t.dtype in ("BF16", "F32"):
+                return None
+            return self._choose(t, counts, "none")
+        return n, plans, hists, extractors
 
     # ---------------------------------------------------------------- round 2
     def encode(self) -> None:
@@ -422,7 +443,6 @@ class _Call:
                     plane = container.Plane("coded", length=p.layout.words_at + 2 * words)
                 p.entry_plane = plane
                 entry.planes.append(plane)
-            t.entry = entry
             self.entries.append(entry)
         data = container.layout(self.entries, 0)
         for entry in self.entries:
@@ -595,7 +615,7 @@ def encode_file(
         raise InvalidArgumentError(f"lanes must be a power of two from 1 to 32, not {lanes!r}")
     metadata = dict(metadata) if metadata else None
     call = _Call(tensors, chunk, dtype, stream, lanes)
-    call.plan(call.count())
+    call.plan()
     call.encode()
     data = call.lay_out(metadata)
     return call.finish(call.assemble(data), metadata, data)
