@@ -67,6 +67,8 @@ CRC_THREADS = THREADS
 CRC_SEGMENT_WORDS = 16
 CRC_BLOCK = CRC_THREADS * CRC_SEGMENT_WORDS * 4
 """Bytes of a span one block of :func:`crc_blocks` covers (16 KiB; 2 KiB under the simulator)."""
+CRC_SHARED_WORDS = CRC_BLOCK // 4 + CRC_BLOCK // 128
+"""Shared words of a block's bytes, one word of padding per 32 so that each thread's 16 words start in another bank."""
 CRC_SEGMENT_LOG2 = 6
 """log2 of the bytes each thread of :func:`crc_blocks` covers (64)."""
 SHIFT_OPERATORS = 48
@@ -118,7 +120,7 @@ def _quad(in8, in32, base, size, sa, ma, sb, mb, e0, count):
     packed = uint32(0)
     for u in range(RUN):
         if u < count:
-            packed |= _symbol_at(in8, base, size, sa, ma, sb, mb, e0 + u) << uint32(8 * u)
+            packed = uint32(packed | (_symbol_at(in8, base, size, sa, ma, sb, mb, e0 + u) << uint32(8 * u)))
     return packed
 
 
@@ -187,13 +189,13 @@ def _encode_symbol(x, s, active, rcp, info, votes, lane, above, emitted, scratch
     emit = active and x >= uint32(uint32(M - cmpl) << uint32(ENCODE_SHIFT))
     bits = ballot(emit, votes, lane)
     if emit:
-        position = uint32(emitted + uint32(cuda.popc(bits & above)))
-        scratch16[last - position] = uint16(x & _WORD_MASK)
+        position = uint32(emitted + uint32(cuda.popc(uint32(bits & above))))
+        scratch16[uint64(last) - uint64(position)] = uint16(x & _WORD_MASK)
         x = uint32(x >> uint32(WORD_BITS))
     emitted = uint32(emitted + uint32(cuda.popc(bits)))
     if active:
         t = uint32((uint64(x) * uint64(rcp[s])) >> uint64(32))
-        q = uint32(uint32(t + uint32(uint32(x - t) >> uint32(1))) >> (entry >> uint32(25)))
+        q = uint32(uint32(t + uint32(uint32(x - t) >> uint32(1))) >> uint32(entry >> uint32(25)))
         x = uint32(x + ((entry >> uint32(12)) & uint32(0x1FFF)) + uint32(q * cmpl))
     return x, emitted
 
@@ -217,7 +219,7 @@ def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
     votes = scratch[warp]
     votes[64 + lane] = 0
     below = uint32((uint32(1) << uint32(lane)) - uint32(1))
-    above = uint32(~(below | (uint32(1) << uint32(lane))))
+    above = uint32(uint32(0xFFFFFFFF) ^ below ^ (uint32(1) << uint32(lane)))
     for g in range(cuda.blockIdx.x, groups.shape[0], cuda.gridDim.x):
         plane = groups[g, 0]
         row = planes[plane, E_TABLE]
@@ -248,7 +250,7 @@ def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
                 if mine and k0 < length:
                     packed = _quad(in8, in32, base, size, sa, ma, sb, mb, start + k0, length - k0)
                 for u in range(RUN - 1, -1, -1):
-                    s = (packed >> uint32(8 * u)) & uint32(0xFF)
+                    s = uint32((packed >> uint32(8 * u)) & uint32(0xFF))
                     x, emitted = _encode_symbol(
                         x, s, mine and k0 + u < length, rcp, info, votes, lane, above, emitted, scratch16, last
                     )
@@ -360,7 +362,7 @@ def crc_blocks(buf8, buf32, spans, block_span, table, operators, crcs):
     ``table`` is the slicing-by-4 table (``uint32[4, 256]``), ``operators[k]``
     the matrix that appends ``2**k`` zero bytes, column ``j`` the image of bit ``j``.
     """
-    words = cuda.shared.array(CRC_THREADS * CRC_SEGMENT_WORDS + CRC_THREADS * CRC_SEGMENT_WORDS // 32, uint32)
+    words = cuda.shared.array(CRC_SHARED_WORDS, uint32)
     t4 = cuda.shared.array((4, 256), uint32)
     parts = cuda.shared.array(CRC_THREADS, uint32)
     tid = cuda.threadIdx.x
