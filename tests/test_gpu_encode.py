@@ -8,7 +8,10 @@ run only on a real GPU, at realistic sizes.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import sys
+import textwrap
 import zlib
 
 import ml_dtypes
@@ -224,6 +227,42 @@ def test_crc_operators_append_zero_bytes() -> None:
             if register >> j & 1:
                 image ^= int(operators[k, j])
         assert image == expected
+
+
+COMPILE = textwrap.dedent(
+    """
+    import sys
+    from numba import cuda, types as t
+    from numba.cuda.cudadrv import nvvm
+    if not nvvm.is_available():
+        sys.exit(77)
+    from rans.gpu import encode_kernels as ek
+    u8, u16, u32, i64 = (t.Array(x, 1, "C") for x in (t.uint8, t.uint16, t.uint32, t.int64))
+    i2, u2, q2 = (t.Array(x, 2, "C") for x in (t.int64, t.uint32, t.uint64))
+    signatures = {
+        "histogram": (u8, u32, i2, i64, i2, q2),
+        "encode": (u8, u32, u2, i2, i2, u16, u32, u32),
+        "split_raw": (u8, u32, i2, i64, u8, u32),
+        "compact": (i2, i64, i64, u16, u32, u32, u16, u32),
+        "scatter": (u8, i2, u8),
+        "crc_blocks": (u8, u32, i2, i64, u2, u2, u32),
+    }
+    for name, signature in signatures.items():
+        ptx, _ = cuda.compile_ptx(getattr(ek, name).py_func, signature, cc=(9, 0))
+        assert ".local" not in ptx, name
+    """
+)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="on a GPU the other tests compile the kernels")
+def test_kernels_compile_for_the_gpu() -> None:
+    """Without a GPU, the simulator runs the kernels as Python: type and compile them for sm_90 (needs NVVM)."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", COMPILE], env=env, cwd=root, capture_output=True, text=True, timeout=600)
+    if done.returncode == 77:
+        pytest.skip("NVVM is not installed")
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.gpu

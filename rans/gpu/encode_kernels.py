@@ -57,10 +57,10 @@ SPAN_COLUMNS = 4
 
 HIST_SHARED = 12032
 """``uint32`` counters of :func:`histogram`'s shared memory (47 KiB): copies of every slot's 256 bins."""
-HIST_ITEM = 1 << 18
-"""Elements one block of :func:`histogram` counts."""
-RAW_ITEM = 1 << 14
-"""Groups of 4 symbols one block of :func:`split_raw` writes."""
+HIST_ITEM = 256 if SIMULATED else 1 << 18
+"""Elements one block of :func:`histogram` counts (few under the simulator, so that tests make several blocks)."""
+RAW_ITEM = 16 if SIMULATED else 1 << 14
+"""Groups of 4 symbols one block of :func:`split_raw` writes (few under the simulator, as above)."""
 THREADS = 32 if SIMULATED else 256
 """Threads per block of the kernels that are not one warp per chunk (one warp under the simulator, which is slow)."""
 CRC_THREADS = THREADS
