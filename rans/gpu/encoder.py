@@ -60,22 +60,18 @@ def encode_table(freq: np.ndarray) -> np.ndarray:
     >>> freq = np.zeros(256, np.int64); freq[:2] = (4095, 1)
     >>> t = encode_table(freq)
     >>> int(t[0]), int(t[256]) & 0xFFF, int(t[257]) >> 12 & 0x1FFF
-    (1049, 1, 8190)
+    (1048833, 1, 8190)
     """
     freq = np.asarray(freq, dtype=np.int64)
     cum = tables.cumulative(freq)
-    rcp = np.zeros(256, dtype=np.uint64)
-    info = np.zeros(256, dtype=np.uint64)
-    for s in np.flatnonzero(freq).tolist():
-        f = int(freq[s])
-        if f == 1:
-            r, shift, bias = (1 << 32) - 1, 0, int(cum[s]) + M - 1
-        else:
-            l = (f - 1).bit_length()
-            r, shift, bias = ((1 << 32) * ((1 << l) - f)) // f + 1, l - 1, int(cum[s])
-        rcp[s] = r
-        info[s] = (M - f) | (bias << 12) | (shift << 25)
-    return np.concatenate((rcp, info)).astype(np.uint32)
+    f = np.maximum(freq, 1)
+    l = np.ceil(np.log2(f)).astype(np.int64)  # exact: f < 2**12
+    rcp = np.where(f == 1, (1 << 32) - 1, ((1 << 32) * ((1 << l) - f)) // f + 1)
+    shift = np.maximum(l - 1, 0)
+    bias = np.where(f == 1, cum + M - 1, cum)
+    info = (M - f) | (bias << 12) | (shift << 25)
+    present = freq > 0
+    return np.concatenate((np.where(present, rcp, 0), np.where(present, info, 0))).astype(np.uint32)
 
 
 def _gf2_times(matrix: list[int], vector: int) -> int:
