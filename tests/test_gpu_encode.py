@@ -130,7 +130,8 @@ def test_a_file_of_many_tensors_is_the_reference_file() -> None:
     tensors["empty"] = np.zeros((0, 4), np.float32)
     tensors["scalar"] = np.array(2.5, np.float32)
     tensors["on device"] = cuda.to_device(weights("f16", n, 9))
-    expected = reference_file({k: (v.copy_to_host() if k == "on device" else v) for k, v in tensors.items()}, 128, {"a": "b"})
+    tensors["empty on device"] = cuda.to_device(np.zeros((3, 0), np.int16))
+    expected = reference_file({k: (v.copy_to_host() if "device" in k else v) for k, v in tensors.items()}, 128, {"a": "b"})
     got = encoder.encode_file(tensors, {"a": "b"}, chunk_size=128)
     assert got.to_bytes() == expected
     assert [e.name for e in got.entries] == list(tensors)
@@ -163,6 +164,8 @@ def test_bad_arguments_are_typed_errors() -> None:
         encoder.encode_file({"x": np.zeros(2)}, {"k": 1})  # type: ignore[dict-item]
     with pytest.raises(rans.InvalidArgumentError):
         encoder.compress(np.zeros(2, np.float16), dtype="F17")
+    with pytest.raises(rans.InvalidArgumentError):
+        encoder.compress(cuda.to_device(np.zeros(2, np.uint8)), dtype="BF16")
 
 
 @settings(max_examples=200, deadline=None)

@@ -240,14 +240,21 @@ def _device_bytes(obj: Any, dtype: str | None) -> tuple[Any, str, tuple[int, ...
         name = dtype or _TORCH_DTYPES.get(str(owner.dtype).removeprefix("torch."))
         if name is None:
             raise InvalidArgumentError(f"dtype {owner.dtype} is not supported; supported: {', '.join(dtypes.DTYPES)}")
-        flat = owner.reshape(-1).view(torch.uint8) if owner.numel() else torch.empty(0, dtype=torch.uint8, device=owner.device)
-        return cuda.as_cuda_array(flat), name, tuple(owner.shape), owner
+        _check_itemsize(name, owner.element_size())
+        flat = cuda.as_cuda_array(owner.reshape(-1).view(torch.uint8)) if owner.numel() else cuda.device_array(0, dtype=np.uint8)
+        return flat, name, tuple(owner.shape), owner
     array = obj if hasattr(obj, "copy_to_host") else cuda.as_cuda_array(obj)
     name = dtype or dtypes.name_of(array.dtype)
+    _check_itemsize(name, array.dtype.itemsize)
     if not array.is_c_contiguous():
         raise InvalidArgumentError("a device array must be contiguous")
     flat = array.reshape(-1).view(np.uint8) if array.size else cuda.device_array(0, dtype=np.uint8)
     return flat, name, tuple(array.shape), array
+
+
+def _check_itemsize(name: str, itemsize: int) -> None:
+    if dtypes.DTYPES[name].itemsize != itemsize:
+        raise InvalidArgumentError(f"a device array of {itemsize}-byte elements cannot hold {name} elements")
 
 
 def _aligned(in8: Any, stream: Any) -> Any:
