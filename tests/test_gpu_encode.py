@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rans
-from rans import api, codec, container
+from rans import api, codec, container, dtypes
 from rans.constants import M
 from rans.reference import coder
 
@@ -105,6 +105,22 @@ def test_drawn_tensors_give_the_reference_file(kind: str, n: int, chunk: int, se
     x = weights(kind, n, seed)
     if shape2 and n % 2 == 0 and n:
         x = x.reshape(2, -1)
+    assert encoder.compress(x, chunk_size=chunk).copy_to_host().tobytes() == rans.compress(x, chunk_size=chunk)
+
+
+@settings(SMALL, max_examples=15 if SIMULATED else 100)
+@given(
+    dtype=st.sampled_from(sorted(dtypes.DTYPES)),
+    data=st.binary(max_size=700 if SIMULATED else 100_000),
+    chunk=st.sampled_from([128, 256]),
+)
+def test_arbitrary_bytes_of_every_dtype_give_the_reference_file(dtype: str, data: bytes, chunk: int) -> None:
+    """Any bytes (NaN payloads, denormals, runs, one symbol, all 256) viewed as any dtype: the same file."""
+    itemsize = dtypes.DTYPES[dtype].itemsize
+    raw = np.frombuffer(data[: len(data) // itemsize * itemsize], np.uint8)
+    if dtype == "BOOL":
+        raw = raw & 1
+    x = raw.view(dtypes.DTYPES[dtype])
     assert encoder.compress(x, chunk_size=chunk).copy_to_host().tobytes() == rans.compress(x, chunk_size=chunk)
 
 
