@@ -194,7 +194,7 @@ def main() -> int:
                 print(f"{kind:6} {'nvCOMP ANS ' + p['data_type']:22} error: {p['error'][:60]}")
         print("       rounds of one call (ms): " + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in ours["phases"].items()))
         results["dtypes"].append(row)
-        del x_gpu
+        x_gpu = None  # frees the GPU copy before the next dtype
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)

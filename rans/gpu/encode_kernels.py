@@ -38,22 +38,16 @@ from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot
 
 # Columns of an extractor (int64): where a plane's symbols come from.
 X_BASE, X_SIZE, X_SA, X_MA, X_SB, X_MB = range(6)
-EXTRACTOR_COLUMNS = 6
 # Further columns of a coded plane descriptor for :func:`encode`.
 E_TABLE, E_LANES, E_CHUNK, E_N, E_SCRATCH, E_FIRST = range(6, 12)
-ENCODE_COLUMNS = 12
 # Further columns of a raw plane descriptor for :func:`split_raw`.
 R_N, R_DST, R_FIRST_ITEM = range(6, 9)
-RAW_COLUMNS = 9
 # Columns of a coded plane descriptor for :func:`compact`.
 K_FIRST, K_CHUNKS, K_CHUNK, K_LANES, K_SCRATCH, K_STATES, K_COUNTS, K_WORDS = range(8)
-COMPACT_COLUMNS = 8
 # Columns of a tensor descriptor for :func:`histogram`.
 H_BASE, H_SIZE, H_N, H_SLOT, H_SLOTS, H_FIRST_ITEM = range(6)
-HIST_COLUMNS = 6
 # Columns of a span descriptor for :func:`crc_blocks`.
 S_START, S_END4, S_TAIL, S_FIRST_BLOCK = range(4)
-SPAN_COLUMNS = 4
 
 HIST_SHARED = 12032
 """``uint32`` counters of :func:`histogram`'s shared memory (47 KiB): copies of every slot's 256 bins."""
