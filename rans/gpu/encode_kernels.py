@@ -90,27 +90,43 @@ def _symbol_at(in8, base, size, sa, ma, sb, mb, e):
 
 
 @cuda.jit(device=True, inline=True)
+def _words(in32, base, size, e0):
+    """The ``size`` words (up to 4; zero beyond) that hold elements ``e0 .. e0 + 3`` of ``size <= 4`` bytes."""
+    at = (base >> 2) + ((e0 * size) >> 2)
+    zero = uint32(0)
+    if size == 1:
+        return uint32(in32[at]), zero, zero, zero
+    if size == 2:
+        return uint32(in32[at]), uint32(in32[at + 1]), zero, zero
+    return uint32(in32[at]), uint32(in32[at + 1]), uint32(in32[at + 2]), uint32(in32[at + 3])
+
+
+@cuda.jit(device=True, inline=True)
+def _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb):
+    """The 4 symbols in the words :func:`_words` loaded, packed in a word."""
+    if size == 1:
+        return w0
+    if size == 2:
+        return uint32(
+            _symbol_of(w0 & uint32(0xFFFF), sa, ma, sb, mb)
+            | (_symbol_of(w0 >> uint32(16), sa, ma, sb, mb) << uint32(8))
+            | (_symbol_of(w1 & uint32(0xFFFF), sa, ma, sb, mb) << uint32(16))
+            | (_symbol_of(w1 >> uint32(16), sa, ma, sb, mb) << uint32(24))
+        )
+    return uint32(
+        _symbol_of(w0, sa, ma, sb, mb)
+        | (_symbol_of(w1, sa, ma, sb, mb) << uint32(8))
+        | (_symbol_of(w2, sa, ma, sb, mb) << uint32(16))
+        | (_symbol_of(w3, sa, ma, sb, mb) << uint32(24))
+    )
+
+
+@cuda.jit(device=True, inline=True)
 def _quad(in8, in32, base, size, sa, ma, sb, mb, e0, count):
     """Symbols of elements ``e0 .. e0 + 3`` packed in a word, byte ``u`` for ``e0 + u`` (zero past ``count``)."""
     if count >= RUN and size <= 4:
-        if size == 1:
-            return uint32(in32[(base + e0) >> 2])
-        if size == 2:
-            w0 = uint32(in32[(base >> 2) + (e0 >> 1)])
-            w1 = uint32(in32[(base >> 2) + (e0 >> 1) + 1])
-            return uint32(
-                _symbol_of(w0 & uint32(0xFFFF), sa, ma, sb, mb)
-                | (_symbol_of(w0 >> uint32(16), sa, ma, sb, mb) << uint32(8))
-                | (_symbol_of(w1 & uint32(0xFFFF), sa, ma, sb, mb) << uint32(16))
-                | (_symbol_of(w1 >> uint32(16), sa, ma, sb, mb) << uint32(24))
-            )
-        at = (base >> 2) + e0
-        return uint32(
-            _symbol_of(uint32(in32[at]), sa, ma, sb, mb)
-            | (_symbol_of(uint32(in32[at + 1]), sa, ma, sb, mb) << uint32(8))
-            | (_symbol_of(uint32(in32[at + 2]), sa, ma, sb, mb) << uint32(16))
-            | (_symbol_of(uint32(in32[at + 3]), sa, ma, sb, mb) << uint32(24))
-        )
+        w0, w1, w2, w3 = _words(in32, base, size, e0)
+        return _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb)
     packed = uint32(0)
     for u in range(RUN):
         if u < count:
@@ -150,9 +166,20 @@ def histogram(in8, in32, tensors, item_tensor, slots, counts):
         start = (b - tensors[t, H_FIRST_ITEM]) * HIST_ITEM
         end = min(n, start + HIST_ITEM)
         for e0 in range(start + RUN * tid, end, RUN * cuda.blockDim.x):
+            full = e0 + RUN <= end and size <= 4
+            w0 = w1 = w2 = w3 = uint32(0)
+            if full:
+                w0, w1, w2, w3 = _words(in32, base, size, e0)
             for j in range(n_slots):
                 slot = first_slot + j
-                packed = _quad(in8, in32, base, size, slots[slot, 0], slots[slot, 1], slots[slot, 2], slots[slot, 3], e0, end - e0)
+                sa = slots[slot, 0]
+                ma = slots[slot, 1]
+                sb = slots[slot, 2]
+                mb = slots[slot, 3]
+                if full:
+                    packed = _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb)
+                else:
+                    packed = _quad(in8, in32, base, size, sa, ma, sb, mb, e0, end - e0)
                 row = mine + j * 256
                 for u in range(RUN):
                     if e0 + u < end:
