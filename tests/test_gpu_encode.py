@@ -124,6 +124,17 @@ def test_arbitrary_bytes_of_every_dtype_give_the_reference_file(dtype: str, data
     assert encoder.compress(x, chunk_size=chunk).copy_to_host().tobytes() == rans.compress(x, chunk_size=chunk)
 
 
+@pytest.mark.parametrize("kind, n", [("random-bf16", 2601), ("random-bf16", 1), ("random-u8", 2051), ("random-u8", 4099)])
+def test_raw_planes_over_several_crc_blocks(kind: str, n: int) -> None:
+    """Raw planes longer than a CRC block (their CRC comes from split_raw), with and without a 1-3 byte tail."""
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 256, n, dtype=np.uint8)
+    if kind == "random-bf16":
+        x = rng.integers(0, 1 << 16, n, dtype=np.uint16).view(ml_dtypes.bfloat16)
+    tensors = {"a": x, "b": np.arange(300, dtype=np.int16), "c": x[::-1].copy()}
+    assert encoder.encode_file(tensors, chunk_size=128).to_bytes() == reference_file(tensors, 128)
+
+
 @pytest.mark.parametrize("lanes", [2, 8, 32])
 def test_every_lane_count_codes_a_plane_as_the_reference(lanes: int) -> None:
     """Forced lane counts: each coded section equals the reference coder's with the same lanes and table."""
@@ -213,7 +224,7 @@ def test_crc_kernel_matches_zlib(lengths: list[int], offsets: list[int], seed: i
     for length, offset in zip(lengths, offsets):
         length = max(0, length - offset)
         end = position + length
-        spans.append([position, end & ~3, end - (end & ~3), len(block_span)])
+        spans.append([position, end & ~3, end - (end & ~3), len(block_span), 0, len(spans), length])
         if length:
             block_span += [len(spans) - 1] * max(1, -(-((end & ~3) - position) // ek.CRC_BLOCK))
         position = -(-end // 8) * 8 + 8
@@ -231,7 +242,7 @@ def test_crc_kernel_matches_zlib(lengths: list[int], offsets: list[int], seed: i
             crcs,
         )
     got = crcs.copy_to_host().tolist()
-    for (start, end4, tail, _), crc in zip(spans, got):
+    for (start, end4, tail, *_), crc in zip(spans, got):
         assert crc == zlib.crc32(data[start : end4 + tail].tobytes())
 
 
@@ -261,7 +272,7 @@ COMPILE = textwrap.dedent(
     signatures = {
         "histogram": (u8, u32, i2, i64, i2, q2),
         "encode": (u8, u32, u2, i2, i2, u16, u32, u32),
-        "split_raw": (u8, u32, i2, i64, u8, u32),
+        "split_raw": (u8, u32, i2, i64, u8, u32, u2, u2, u32),
         "compact": (i2, i64, i64, u16, u32, u32, u16, u32),
         "scatter": (u8, i2, u8),
         "crc_blocks": (u8, u32, i2, i64, u2, u2, u32),

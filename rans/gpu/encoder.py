@@ -11,10 +11,11 @@ A call runs in four rounds, each ending in one small device-to-host copy:
 2. :func:`encode_kernels.encode` codes every chunk of every coded plane into
    scratch memory and leaves each chunk's word count. The host adds the
    counts up per plane (the words' offsets) and lays the file out.
-3. Raw planes are split straight into their sections, the chunks' states,
-   counts and words are moved into theirs, section headers, tables and
-   padding are copied in, and :func:`encode_kernels.crc_blocks` computes
-   each tensor's CRC-32. The host builds the container header.
+3. Raw planes are split straight into their sections (checksummed as they
+   are written), the chunks' states, counts and words are moved into
+   theirs, section headers, tables and padding are copied in, and
+   :func:`encode_kernels.crc_blocks` checksums the rest of each tensor's
+   span. The host builds the container header.
 4. The header is copied in front of the sections.
 
 Sections are laid out from byte ``R`` of one device buffer, ``R`` an upper
@@ -468,7 +469,7 @@ class _Call:
         arrays: list[np.ndarray] = []
         launches: list[tuple[str, Any, int]] = []
 
-        blob, pieces, position = bytearray(), [], 0
+        blob, heads, position = bytearray(), [], 0
         for entry in self.entries:
             for plane in entry.sections:
                 head = b""
@@ -478,20 +479,23 @@ class _Call:
                     head += bytes(p.layout.states_at - len(head))
                 piece = bytes(plane.offset - position) + head
                 if piece:
-                    pieces.append((len(blob), r + position, len(piece)))
+                    heads.append((len(blob), r + position, len(piece)))
                     blob += piece
                 position = plane.offset + plane.length
-        if pieces:
+        if heads:
             launches.append(("scatter", None, len(arrays)))
-            arrays += [np.frombuffer(bytes(blob), np.uint8), np.array(pieces, np.int64)]
+            arrays += [np.frombuffer(bytes(blob), np.uint8), np.array(heads, np.int64)]
 
+        spans = [(start + r, end + r) for start, end in (entry.span() for entry in self.entries)]
         for source in self.sources:
             rows, items = [], []
             for i in source.tensors:
                 for p in self.tensors[i].planes:
                     if p.mode == "raw" and p.n:
-                        rows.append([*p.extractor, p.n, r + p.entry_plane.offset, len(items)])
-                        items += [len(rows) - 1] * -(-p.n // (4 * ek.RAW_ITEM))
+                        dst = r + p.entry_plane.offset
+                        after = spans[i][1] - (dst + 4 * (p.n // 4))
+                        rows.append([*p.extractor, p.n, dst, len(items), after, i])
+                        items += [len(rows) - 1] * max(1, -(-(p.n // 4) // ek.RAW_QUADS))
             if items:
                 launches.append(("raw", source, len(arrays)))
                 arrays += [np.array(rows, np.int64), np.array(items, np.int64)]
@@ -508,33 +512,41 @@ class _Call:
             launches.append(("compact", None, len(arrays)))
             arrays += [np.array(rows, np.int64), np.concatenate(chunk_plane), np.concatenate(first_word).astype(np.int64)]
 
-        spans, block_span = [], []
-        for e, entry in enumerate(self.entries):
-            start, end = entry.span()
-            start, end = start + r, end + r
-            end4 = end & ~3
-            spans.append([start, end4, end - end4, len(block_span)])
-            if end > start:
-                block_span += [e] * max(1, -(-(end4 - start) // ek.CRC_BLOCK))
+        pieces, block_piece = [], []
+        for e, (entry, (start, end)) in enumerate(zip(self.entries, spans)):
+            if end == start:
+                continue
+            cuts, cursor = [], start  # the span but the raw planes' whole groups, which split_raw checksums
+            for plane in entry.sections:
+                if plane.mode == "raw" and plane.length >= 4:
+                    if plane.offset + r > cursor:
+                        cuts.append((cursor, plane.offset + r))
+                    cursor = plane.offset + r + plane.length // 4 * 4
+            cuts.append((cursor, end))
+            for j, (first, last) in enumerate(cuts):
+                end4 = last & ~3
+                span = end - start if j == len(cuts) - 1 else -1
+                pieces.append([first, end4, last - end4, len(block_piece), end - last, e, span])
+                block_piece += [len(pieces) - 1] * max(1, -(-(end4 - first) // ek.CRC_BLOCK))
         crc_at = len(arrays)
-        arrays += [np.zeros(max(len(spans), 1), np.uint32), np.array(spans or [[0, 0, 0, 0]], np.int64), np.array(block_span or [0], np.int64)]
+        arrays += [np.zeros(max(len(self.entries), 1), np.uint32), np.array(pieces or [[0] * 7], np.int64), np.array(block_piece or [0], np.int64)]
 
         device = _upload(arrays, self.stream)
+        crcs = device[crc_at]
+        table, operators = _constants()
         for what, source, at in launches:
             if what == "scatter":
                 ek.scatter[device[at + 1].shape[0], ek.THREADS, self.stream](device[at], device[at + 1], self.out8)
             elif what == "raw":
-                ek.split_raw[device[at + 1].shape[0], ek.THREADS, self.stream](
-                    source.in8, source.in32, device[at], device[at + 1], self.out8, out32
+                ek.split_raw[device[at + 1].shape[0], ek.CRC_THREADS, self.stream](
+                    source.in8, source.in32, device[at], device[at + 1], self.out8, out32, table, operators, crcs
                 )
             else:
                 ek.compact[self.n_chunks, ek.THREADS, self.stream](
                     device[at], device[at + 1], device[at + 2], self.scratch16, self.states, self.counts_d, out16, out32
                 )
-        crcs = device[crc_at]
-        if block_span:
-            table, operators = _constants()
-            ek.crc_blocks[len(block_span), ek.CRC_THREADS, self.stream](
+        if block_piece:
+            ek.crc_blocks[len(block_piece), ek.CRC_THREADS, self.stream](
                 self.out8, out32, device[crc_at + 1], device[crc_at + 2], table, operators, crcs
             )
         host = crcs.copy_to_host(stream=self.stream)
