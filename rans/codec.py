@@ -32,14 +32,21 @@ def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, tab
 
 def _plan_plane(plane: np.ndarray, chunk: int) -> tuple[str, np.ndarray | None]:
     """The mode for one plane, and its frequency table if it is to be coded."""
-    if plane.size == 0:
+    return plan_counts(tables.count(plane), plane.size, chunk)
+
+
+def plan_counts(counts: np.ndarray, n: int, chunk: int) -> tuple[str, np.ndarray | None]:
+    """The mode for a plane of ``n`` symbols with byte ``counts``, and its table if it is to be coded.
+
+    Encoders that count symbols elsewhere (the GPU's) plan with this, so every backend chooses alike.
+    """
+    if n == 0:
         return "raw", None
-    counts = tables.count(plane)
     if np.count_nonzero(counts) == 1:
         return "const", None
     freq = tables.quantize(counts)
     table_bytes = len(tables.serialize(freq))
-    if estimate_coded(counts, freq, plane.size, chunk, table_bytes) < plane.size:
+    if estimate_coded(counts, freq, n, chunk, table_bytes) < n:
         return "coded", freq
     return "raw", None
 

@@ -1,4 +1,6 @@
-"""The GPU backend (Numba CUDA): interleaved rANS decode with the plane join fused in.
+"""The GPU backend (Numba CUDA): interleaved rANS decode with the plane join fused in
+(:mod:`rans.gpu.decoder`), and encode with the plane split fused in, byte-identical
+to the reference encoder (:mod:`rans.gpu.encoder`).
 
 Importing this package needs ``numba-cuda`` (``pip install rans[gpu]``).
 Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the same kernels run

@@ -1,0 +1,471 @@
+"""Numba CUDA kernels of the GPU encoder: histogram, interleaved rANS encode, layout, CRC-32.
+
+The plane split is fused into every kernel that reads a tensor: a plane's
+symbol is computed from its element where it is needed. An *extractor*
+names a plane of a tensor: elements of ``s`` bytes at byte ``base`` of the
+source buffer, and, for ``s <= 4``, the symbol of an element of bits ``v``
+is ``((v >> sa) & ma) | ((v >> sb) & mb)`` (a byte, a bf16/f32 exponent,
+or the sign over the high mantissa bits). For ``s >= 8`` the symbol is
+byte ``sa // 8`` of the element. Split ``"none"`` reads the tensor as
+1-byte elements.
+
+:func:`encode` mirrors :func:`rans.reference.coder.encode`: one warp per
+chunk walks the steps and sub-steps backwards, each lane with its state;
+the lanes that emit a word in a sub-step place it through a ballot and a
+population count, higher lanes first, as the reference's ``after`` does.
+Words go to a per-chunk scratch region of ``chunk`` words, filled from its
+end, so that a chunk's words lie there already in file order; division by
+a frequency is a multiplication by a reciprocal (Granlund and Montgomery's
+round-up method, exact for every 32-bit state).
+
+The CRC-32 of each tensor's sections span is linear in its pieces: a
+piece's zero-initialized CRC followed by as many zero bytes as the span has
+after it, XORed over the pieces (and a term for zlib's conditioning), gives
+it. :func:`split_raw` checksums the raw planes' whole groups of 4 bytes as
+it writes them; :func:`crc_blocks` reads back the rest (coded sections,
+padding, raw tails). Both work in 16 KiB blocks aligned to a piece's end
+(bytes before the piece count as zeros, which leave a zero-initialized CRC
+unchanged), combine a block's 64-byte segments with GF(2) matrices that
+append runs of zero bytes (the arithmetic of zlib's ``crc32_combine``) and
+XOR the block's share into the tensor's accumulator.
+
+State arithmetic is 32-bit unsigned: every result is cast back with
+``uint32`` so Numba does not widen it to 64 bits.
+"""
+
+from __future__ import annotations
+
+from numba import cuda, uint8, uint16, uint32, uint64
+
+from ..constants import ENCODE_SHIFT, LANES, M, RUN, STATE_LOW, WORD_BITS
+from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot
+
+# Columns of an extractor (int64): where a plane's symbols come from.
+X_BASE, X_SIZE, X_SA, X_MA, X_SB, X_MB = range(6)
+# Further columns of a coded plane descriptor for :func:`encode`.
+E_TABLE, E_LANES, E_CHUNK, E_N, E_SCRATCH, E_FIRST = range(6, 12)
+# Further columns of a raw plane descriptor for :func:`split_raw`.
+R_N, R_DST, R_FIRST_ITEM, R_AFTER, R_TENSOR = range(6, 11)
+# Columns of a coded plane descriptor for :func:`compact`.
+K_FIRST, K_CHUNKS, K_CHUNK, K_LANES, K_SCRATCH, K_STATES, K_COUNTS, K_WORDS = range(8)
+# Columns of a tensor descriptor for :func:`histogram`.
+H_BASE, H_SIZE, H_N, H_SLOT, H_SLOTS, H_FIRST_ITEM = range(6)
+# Columns of a piece descriptor for :func:`crc_blocks`.
+S_START, S_END4, S_TAIL, S_FIRST_BLOCK, S_AFTER, S_TENSOR, S_SPAN = range(7)
+
+HIST_SHARED = 12032
+"""``uint32`` counters of :func:`histogram`'s shared memory (47 KiB): copies of every slot's 256 bins."""
+HIST_ITEM = 256 if SIMULATED else 1 << 18
+"""Elements one block of :func:`histogram` counts (few under the simulator, so that tests make several blocks)."""
+THREADS = 32 if SIMULATED else 256
+"""Threads per block of the kernels that are not one warp per chunk (one warp under the simulator, which is slow)."""
+CRC_THREADS = THREADS
+CRC_SEGMENT_WORDS = 16
+CRC_BLOCK = CRC_THREADS * CRC_SEGMENT_WORDS * 4
+"""Bytes of a span one block of :func:`crc_blocks` covers (16 KiB; 2 KiB under the simulator)."""
+CRC_SHARED_WORDS = CRC_BLOCK // 4 + CRC_BLOCK // 128
+"""Shared words of a block's bytes, one word of padding per 32 so that each thread's 16 words start in another bank."""
+RAW_QUADS = CRC_BLOCK // 4
+"""Groups of 4 symbols one block of :func:`split_raw` writes: one CRC block."""
+CRC_SEGMENT_LOG2 = 6
+"""log2 of the bytes each thread of :func:`crc_blocks` covers (64)."""
+SHIFT_OPERATORS = 48
+"""Operators that append ``2**k`` zero bytes to a CRC, ``k < 48``."""
+
+_LOW = uint32(STATE_LOW)
+_WORD_MASK = uint32((1 << WORD_BITS) - 1)
+
+
+@cuda.jit(device=True, inline=True)
+def _symbol_of(v, sa, ma, sb, mb):
+    return uint32(((v >> uint32(sa)) & uint32(ma)) | ((v >> uint32(sb)) & uint32(mb)))
+
+
+@cuda.jit(device=True, inline=True)
+def _symbol_at(in8, base, size, sa, ma, sb, mb, e):
+    """The symbol of element ``e``, read byte by byte (tails and elements of 8 or 16 bytes)."""
+    at = base + e * size
+    if size > 4:
+        return uint32(in8[at + (sa >> 3)]) & uint32(ma)
+    v = uint32(0)
+    for b in range(size):
+        v |= uint32(in8[at + b]) << uint32(8 * b)
+    return _symbol_of(v, sa, ma, sb, mb)
+
+
+@cuda.jit(device=True, inline=True)
+def _words(in32, base, size, e0):
+    """The ``size`` words (up to 4; zero beyond) that hold elements ``e0 .. e0 + 3`` of ``size <= 4`` bytes."""
+    at = (base >> 2) + ((e0 * size) >> 2)
+    zero = uint32(0)
+    if size == 1:
+        return uint32(in32[at]), zero, zero, zero
+    if size == 2:
+        return uint32(in32[at]), uint32(in32[at + 1]), zero, zero
+    return uint32(in32[at]), uint32(in32[at + 1]), uint32(in32[at + 2]), uint32(in32[at + 3])
+
+
+@cuda.jit(device=True, inline=True)
+def _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb):
+    """The 4 symbols in the words :func:`_words` loaded, packed in a word."""
+    if size == 1:
+        return w0
+    if size == 2:
+        return uint32(
+            _symbol_of(w0 & uint32(0xFFFF), sa, ma, sb, mb)
+            | (_symbol_of(w0 >> uint32(16), sa, ma, sb, mb) << uint32(8))
+            | (_symbol_of(w1 & uint32(0xFFFF), sa, ma, sb, mb) << uint32(16))
+            | (_symbol_of(w1 >> uint32(16), sa, ma, sb, mb) << uint32(24))
+        )
+    return uint32(
+        _symbol_of(w0, sa, ma, sb, mb)
+        | (_symbol_of(w1, sa, ma, sb, mb) << uint32(8))
+        | (_symbol_of(w2, sa, ma, sb, mb) << uint32(16))
+        | (_symbol_of(w3, sa, ma, sb, mb) << uint32(24))
+    )
+
+
+@cuda.jit(device=True, inline=True)
+def _quad(in8, in32, base, size, sa, ma, sb, mb, e0, count):
+    """Symbols of elements ``e0 .. e0 + 3`` packed in a word, byte ``u`` for ``e0 + u`` (zero past ``count``)."""
+    if count >= RUN and size <= 4:
+        w0, w1, w2, w3 = _words(in32, base, size, e0)
+        return _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb)
+    packed = uint32(0)
+    for u in range(RUN):
+        if u < count:
+            packed = uint32(packed | (_symbol_at(in8, base, size, sa, ma, sb, mb, e0 + u) << uint32(8 * u)))
+    return packed
+
+
+@cuda.jit
+def histogram(in8, in32, tensors, item_tensor, slots, counts):
+    """Count the symbols of every slot (extractor) of the tensors of one source buffer.
+
+    Block ``b`` counts elements ``[HIST_ITEM * i, HIST_ITEM * (i + 1))`` of
+    tensor ``t = item_tensor[b]`` (``i`` its item index within the tensor)
+    into shared counters and adds them to ``counts[slot, symbol]``. The
+    counters are kept in as many copies as fit, lane ``i`` of every warp
+    using copy ``i % copies``, and each copy is one word longer than its
+    bins so that one symbol's counters in different copies lie in different
+    banks: lanes of a warp that count the same symbol (the few exponents of
+    a weight tensor) rarely touch the same word or bank.
+    """
+    shared = cuda.shared.array(HIST_SHARED, uint32)
+    tid = cuda.threadIdx.x
+    lane = tid % LANES
+    for b in range(cuda.blockIdx.x, item_tensor.shape[0], cuda.gridDim.x):
+        t = item_tensor[b]
+        first_slot = tensors[t, H_SLOT]
+        n_slots = tensors[t, H_SLOTS]
+        stride = n_slots * 256 + 1
+        copies = min(LANES, HIST_SHARED // stride)
+        for i in range(tid, copies * stride, cuda.blockDim.x):
+            shared[i] = 0
+        cuda.syncthreads()
+        mine = (lane % copies) * stride
+        base = tensors[t, H_BASE]
+        size = tensors[t, H_SIZE]
+        n = tensors[t, H_N]
+        start = (b - tensors[t, H_FIRST_ITEM]) * HIST_ITEM
+        end = min(n, start + HIST_ITEM)
+        for e0 in range(start + RUN * tid, end, RUN * cuda.blockDim.x):
+            full = e0 + RUN <= end and size <= 4
+            w0 = w1 = w2 = w3 = uint32(0)
+            if full:
+                w0, w1, w2, w3 = _words(in32, base, size, e0)
+            for j in range(n_slots):
+                slot = first_slot + j
+                sa = slots[slot, 0]
+                ma = slots[slot, 1]
+                sb = slots[slot, 2]
+                mb = slots[slot, 3]
+                if full:
+                    packed = _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb)
+                else:
+                    packed = _quad(in8, in32, base, size, sa, ma, sb, mb, e0, end - e0)
+                row = mine + j * 256
+                for u in range(RUN):
+                    if e0 + u < end:
+                        cuda.atomic.add(shared, row + ((packed >> uint32(8 * u)) & uint32(0xFF)), uint32(1))
+        cuda.syncthreads()
+        for i in range(tid, n_slots * 256, cuda.blockDim.x):
+            total = uint64(0)
+            for c in range(copies):
+                total += uint64(shared[c * stride + i])
+            if total:
+                cuda.atomic.add(counts, (first_slot + i // 256, i % 256), total)
+        cuda.syncthreads()
+
+
+@cuda.jit(device=True, inline=True)
+def _encode_symbol(x, s, active, rcp, info, votes, lane, above, emitted, scratch16, last):
+    """One sub-step of one lane: renormalize (emit a word), then code ``s``; return (state, words emitted).
+
+    ``info[s]`` is ``M - freq | bias << 12 | shift << 25`` and ``rcp[s]``
+    the reciprocal of ``freq``: ``q = x // freq`` is
+    ``(t + ((x - t) >> 1)) >> shift`` with ``t = mulhi(x, rcp)``, and the
+    new state ``x + bias + q * (M - freq)``. The word a lane emits goes to
+    ``scratch16[last - position]``, its position in the chunk's emission
+    order counting the lanes above it that emit in this sub-step first.
+    """
+    entry = uint32(info[s])
+    cmpl = entry & uint32(M - 1)
+    emit = active and x >= uint32(uint32(M - cmpl) << uint32(ENCODE_SHIFT))
+    bits = ballot(emit, votes, lane)
+    if emit:
+        position = uint32(emitted + uint32(cuda.popc(uint32(bits & above))))
+        scratch16[uint64(last) - uint64(position)] = uint16(x & _WORD_MASK)
+        x = uint32(x >> uint32(WORD_BITS))
+    emitted = uint32(emitted + uint32(cuda.popc(bits)))
+    if active:
+        t = uint32((uint64(x) * uint64(rcp[s])) >> uint64(32))
+        q = uint32(uint32(t + uint32(uint32(x - t) >> uint32(1))) >> uint32(entry >> uint32(25)))
+        x = uint32(x + ((entry >> uint32(12)) & uint32(0x1FFF)) + uint32(q * cmpl))
+    return x, emitted
+
+
+@cuda.jit
+def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
+    """Code every chunk listed in ``groups`` (plane, first chunk, chunk count).
+
+    Chunk ``c`` of plane ``p`` (``g = planes[p, E_FIRST] + c`` over the
+    launch's planes) leaves its words in ``scratch16`` at the end of its
+    region ``[E_SCRATCH + c * chunk, E_SCRATCH + (c + 1) * chunk)``, in file
+    order, its final states in ``states[g * 32 + lane]`` and its word count
+    in ``counts[g]``. ``tables[row]`` holds ``rcp[256]`` then ``info[256]``.
+    """
+    rcp = cuda.shared.array(256, uint32)
+    info = cuda.shared.array(256, uint32)
+    scratch = cuda.shared.array((WARPS_PER_BLOCK, VOTE_BYTES), uint8)
+    tid = cuda.threadIdx.x
+    warp = tid // LANES
+    lane = tid % LANES
+    votes = scratch[warp]
+    votes[64 + lane] = 0
+    below = uint32((uint32(1) << uint32(lane)) - uint32(1))
+    above = uint32(uint32(0xFFFFFFFF) ^ below ^ (uint32(1) << uint32(lane)))
+    for g in range(cuda.blockIdx.x, groups.shape[0], cuda.gridDim.x):
+        plane = groups[g, 0]
+        row = planes[plane, E_TABLE]
+        for i in range(tid, 256, cuda.blockDim.x):
+            rcp[i] = tables[row, i]
+            info[i] = tables[row, 256 + i]
+        cuda.syncthreads()
+        if warp < groups[g, 2]:
+            c = groups[g, 1] + warp
+            base = planes[plane, X_BASE]
+            size = planes[plane, X_SIZE]
+            sa = planes[plane, X_SA]
+            ma = planes[plane, X_MA]
+            sb = planes[plane, X_SB]
+            mb = planes[plane, X_MB]
+            lanes = planes[plane, E_LANES]
+            chunk = planes[plane, E_CHUNK]
+            start = c * chunk
+            length = min(chunk, planes[plane, E_N] - start)
+            last = planes[plane, E_SCRATCH] + start + chunk - 1
+            mine = lane < lanes
+            x = _LOW
+            emitted = uint32(0)
+            span = lanes * RUN
+            for step in range((length + span - 1) // span - 1, -1, -1):
+                k0 = (step * lanes + lane) * RUN
+                packed = uint32(0)
+                if mine and k0 < length:
+                    packed = _quad(in8, in32, base, size, sa, ma, sb, mb, start + k0, length - k0)
+                for u in range(RUN - 1, -1, -1):
+                    s = uint32((packed >> uint32(8 * u)) & uint32(0xFF))
+                    x, emitted = _encode_symbol(
+                        x, s, mine and k0 + u < length, rcp, info, votes, lane, above, emitted, scratch16, last
+                    )
+            done = planes[plane, E_FIRST] + c
+            if mine:
+                states[done * LANES + lane] = x
+            if lane == 0:
+                counts[done] = emitted
+        cuda.syncthreads()
+
+
+@cuda.jit
+def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, crcs):
+    """Write raw planes and XOR the CRC-32 share of their whole groups of 4 bytes into ``crcs``.
+
+    A plane of ``n`` symbols has ``Q = n // 4`` whole groups; block ``m``
+    from the plane's end (``item_plane[b]`` its plane) writes groups
+    ``[Q - (m + 1) * RAW_QUADS, Q - m * RAW_QUADS)`` (those below 0 are
+    zeros for the CRC, and not written), the block with ``m == 0`` also the
+    ``n % 4`` last symbols, which :func:`crc_blocks` covers. A plane's
+    section starts at byte ``planes[p, R_DST]`` of ``out8``, a multiple of 4;
+    ``R_AFTER`` bytes of its tensor's span follow its whole groups.
+    """
+    words = cuda.shared.array(CRC_SHARED_WORDS, uint32)
+    t4 = cuda.shared.array((4, 256), uint32)
+    parts = cuda.shared.array(CRC_THREADS, uint32)
+    tid = cuda.threadIdx.x
+    for i in range(tid, 1024, cuda.blockDim.x):
+        t4[i // 256, i % 256] = table[i // 256, i % 256]
+    for b in range(cuda.blockIdx.x, item_plane.shape[0], cuda.gridDim.x):
+        p = item_plane[b]
+        base = planes[p, X_BASE]
+        size = planes[p, X_SIZE]
+        sa = planes[p, X_SA]
+        ma = planes[p, X_MA]
+        sb = planes[p, X_SB]
+        mb = planes[p, X_MB]
+        n = planes[p, R_N]
+        dst = planes[p, R_DST]
+        whole = n // RUN
+        blocks = max(1, (whole + RAW_QUADS - 1) // RAW_QUADS)
+        m = blocks - 1 - (b - planes[p, R_FIRST_ITEM])
+        first = whole - (m + 1) * RAW_QUADS
+        for w in range(tid, RAW_QUADS, cuda.blockDim.x):
+            q = first + w
+            packed = uint32(0)
+            if q >= 0:
+                packed = _quad(in8, in32, base, size, sa, ma, sb, mb, q * RUN, RUN)
+                out32[(dst >> 2) + q] = packed
+            words[w + (w >> 5)] = packed
+        if m == 0 and tid == 0:
+            for u in range(n - whole * RUN):
+                e = whole * RUN + u
+                out8[dst + e] = uint8(_symbol_at(in8, base, size, sa, ma, sb, mb, e))
+        cuda.syncthreads()
+        crc = _block_crc(words, t4, parts, operators, tid)
+        if tid == 0:
+            cuda.atomic.xor(crcs, planes[p, R_TENSOR], _append_many(operators, m * CRC_BLOCK + planes[p, R_AFTER], crc))
+        cuda.syncthreads()
+
+
+@cuda.jit
+def compact(planes, chunk_plane, first_word, scratch16, states, counts, out16, out32):
+    """Move every coded chunk's states, word count and words from scratch into its section.
+
+    Block ``b`` handles chunk ``b`` of the file (``chunk_plane[b]`` its
+    plane); ``first_word[b]`` is the index of its first word in its plane's
+    words. ``K_STATES``, ``K_COUNTS`` and ``K_WORDS`` are byte offsets in the
+    output of the section's states, counts and words.
+    """
+    tid = cuda.threadIdx.x
+    for g in range(cuda.blockIdx.x, chunk_plane.shape[0], cuda.gridDim.x):
+        p = chunk_plane[g]
+        c = g - planes[p, K_FIRST]
+        lanes = planes[p, K_LANES]
+        chunk = planes[p, K_CHUNK]
+        n = counts[g]
+        if tid < lanes:
+            out32[(planes[p, K_STATES] >> 2) + c * lanes + tid] = states[g * LANES + tid]
+        if tid == 0:
+            out32[(planes[p, K_COUNTS] >> 2) + c] = n
+        src = planes[p, K_SCRATCH] + (c + 1) * chunk - n
+        dst = (planes[p, K_WORDS] >> 1) + first_word[g]
+        for i in range(tid, n, cuda.blockDim.x):
+            out16[dst + i] = scratch16[src + i]
+
+
+@cuda.jit
+def scatter(blob, pieces, out8):
+    """Copy small host-made pieces into the output: ``pieces[i]`` is (source offset, target offset, length)."""
+    for i in range(cuda.blockIdx.x, pieces.shape[0], cuda.gridDim.x):
+        src = pieces[i, 0]
+        dst = pieces[i, 1]
+        for j in range(cuda.threadIdx.x, pieces[i, 2], cuda.blockDim.x):
+            out8[dst + j] = blob[src + j]
+
+
+@cuda.jit(device=True, inline=True)
+def _append_zeros(operators, k, crc):
+    """``crc`` (zero-initialized, unconditioned) of some bytes, followed by ``2**k`` zero bytes."""
+    out = uint32(0)
+    j = 0
+    while crc:
+        if crc & uint32(1):
+            out ^= uint32(operators[k, j])
+        crc = uint32(crc >> uint32(1))
+        j += 1
+    return out
+
+
+@cuda.jit(device=True, inline=True)
+def _append_many(operators, count, crc):
+    """``crc`` followed by ``count`` zero bytes."""
+    k = 0
+    while count:
+        if count & 1:
+            crc = _append_zeros(operators, k, crc)
+        count >>= 1
+        k += 1
+    return crc
+
+
+@cuda.jit(device=True, inline=True)
+def _block_crc(words, t4, parts, operators, tid):
+    """The zero-initialized CRC of the ``CRC_BLOCK`` bytes staged in ``words``, for thread 0 (a barrier follows)."""
+    crc = uint32(0)
+    for j in range(CRC_SEGMENT_WORDS):
+        w = tid * CRC_SEGMENT_WORDS + j
+        crc ^= words[w + (w >> 5)]
+        crc = uint32(
+            t4[3, crc & uint32(0xFF)]
+            ^ t4[2, (crc >> uint32(8)) & uint32(0xFF)]
+            ^ t4[1, (crc >> uint32(16)) & uint32(0xFF)]
+            ^ t4[0, crc >> uint32(24)]
+        )
+    parts[tid] = crc
+    cuda.syncthreads()
+    step = 1
+    level = CRC_SEGMENT_LOG2
+    while step < cuda.blockDim.x:
+        if tid % (2 * step) == 0:
+            parts[tid] = _append_zeros(operators, level, parts[tid]) ^ parts[tid + step]
+        cuda.syncthreads()
+        step *= 2
+        level += 1
+    return parts[0]
+
+
+@cuda.jit
+def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, crcs):
+    """XOR into ``crcs`` the share of each piece of a tensor's sections span in its zlib CRC-32.
+
+    ``pieces[i]`` gives the piece's first byte (a multiple of 4), its end
+    rounded down to a multiple of 4, the 0-3 bytes past that, its first
+    block, the bytes of the span after it, its tensor, and for the piece
+    that ends the span the span's length (else -1: that piece adds the
+    CRC's initial and final conditioning). ``block_piece[b]`` is the piece of
+    block ``b``; block ``m`` from the piece's end covers
+    ``[end4 - (m + 1) * CRC_BLOCK, end4 - m * CRC_BLOCK)``. ``table`` is the
+    slicing-by-4 table (``uint32[4, 256]``), ``operators[k]`` the matrix
+    that appends ``2**k`` zero bytes, column ``j`` the image of bit ``j``.
+    """
+    words = cuda.shared.array(CRC_SHARED_WORDS, uint32)
+    t4 = cuda.shared.array((4, 256), uint32)
+    parts = cuda.shared.array(CRC_THREADS, uint32)
+    tid = cuda.threadIdx.x
+    for i in range(tid, 1024, cuda.blockDim.x):
+        t4[i // 256, i % 256] = table[i // 256, i % 256]
+    for b in range(cuda.blockIdx.x, block_piece.shape[0], cuda.gridDim.x):
+        t = block_piece[b]
+        start = pieces[t, S_START]
+        end4 = pieces[t, S_END4]
+        tail = pieces[t, S_TAIL]
+        blocks = max(1, (end4 - start + CRC_BLOCK - 1) // CRC_BLOCK)
+        m = blocks - 1 - (b - pieces[t, S_FIRST_BLOCK])
+        first = end4 - (m + 1) * CRC_BLOCK
+        for w in range(tid, CRC_THREADS * CRC_SEGMENT_WORDS, cuda.blockDim.x):
+            at = first + 4 * w
+            words[w + (w >> 5)] = buf32[at >> 2] if at >= start else uint32(0)
+        cuda.syncthreads()
+        crc = _block_crc(words, t4, parts, operators, tid)
+        if tid == 0:
+            if m == 0:
+                for u in range(tail):
+                    crc = uint32(t4[0, (crc ^ uint32(buf8[end4 + u])) & uint32(0xFF)] ^ (crc >> uint32(8)))
+            else:
+                crc = _append_many(operators, m * CRC_BLOCK + tail, crc)
+            crc = _append_many(operators, pieces[t, S_AFTER], crc)
+            span = pieces[t, S_SPAN]
+            if m == 0 and span >= 0:
+                crc ^= _append_many(operators, span, uint32(0xFFFFFFFF)) ^ uint32(0xFFFFFFFF)
+            cuda.atomic.xor(crcs, pieces[t, S_TENSOR], crc)
+        cuda.syncthreads()

@@ -1,0 +1,671 @@
+"""Host side of the GPU encoder: the same file as the reference encoder, made on the GPU.
+
+A call runs in four rounds, each ending in one small device-to-host copy:
+
+1. :func:`encode_kernels.histogram` counts the symbols of every plane of
+   each tensor's preferred split (the split is fused: symbols are computed
+   from the tensor's elements). The host plans each plane exactly as
+   :func:`rans.codec.encode_tensor` does (:func:`rans.codec.plan_counts`);
+   a BF16 or F32 tensor whose planes would all be raw has its bytes counted
+   in a second pass, for split ``"none"``. The host builds the encode tables.
+2. :func:`encode_kernels.encode` codes every chunk of every coded plane into
+   scratch memory and leaves each chunk's word count. The host adds the
+   counts up per plane (the words' offsets) and lays the file out.
+3. Raw planes are split straight into their sections (checksummed as they
+   are written), the chunks' states, counts and words are moved into
+   theirs, section headers, tables and padding are copied in, and
+   :func:`encode_kernels.crc_blocks` checksums the rest of each tensor's
+   span. The host builds the container header.
+4. The header is copied in front of the sections.
+
+Sections are laid out from byte ``R`` of one device buffer, ``R`` an upper
+bound of the header's length; the file is the slice that starts ``len(header)``
+bytes before ``R``. Every byte equals what :func:`rans.compress` or
+:func:`rans.save_file` writes with the reference encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+from numba import cuda
+
+from .. import codec, container, dtypes
+from ..constants import DEFAULT_CHUNK, GROUP, LANE_COUNTS, LANES, M
+from ..errors import InvalidArgumentError
+from ..reference import coder, tables
+from . import encode_kernels as ek
+from .decoder import _stream
+from .warp import SIMULATED, WARPS_PER_BLOCK
+
+_TORCH_DTYPES: dict[str, str] = {v: k for k, v in dtypes.TORCH.items()}
+
+
+def encode_table(freq: np.ndarray) -> np.ndarray:
+    """``uint32[512]``: each symbol's reciprocal of its frequency, then ``M - freq | bias << 12 | shift << 25``.
+
+    For ``freq >= 2`` with ``l = ceil(log2(freq))``: reciprocal
+    ``floor(2**32 * (2**l - freq) / freq) + 1``, shift ``l - 1``, bias the
+    cumulative frequency; ``x // freq`` is then exact for every 32-bit ``x``.
+    For ``freq == 1`` the reciprocal ``2**32 - 1`` gives ``x - 1`` and the
+    bias ``cum + M - 1`` makes up for it (ryg_rans's trick).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rans.gpu.encoder import encode_table
+    >>> freq = np.zeros(256, np.int64); freq[:2] = (4095, 1)
+    >>> t = encode_table(freq)
+    >>> int(t[0]), int(t[256]) & 0xFFF, int(t[257]) >> 12 & 0x1FFF
+    (1048833, 1, 8190)
+    """
+    freq = np.asarray(freq, dtype=np.int64)
+    cum = tables.cumulative(freq)
+    f = np.maximum(freq, 1)
+    l = np.ceil(np.log2(f)).astype(np.int64)  # exact: f < 2**12
+    rcp = np.where(f == 1, (1 << 32) - 1, ((1 << 32) * ((1 << l) - f)) // f + 1)
+    shift = np.maximum(l - 1, 0)
+    bias = np.where(f == 1, cum + M - 1, cum)
+    info = (M - f) | (bias << 12) | (shift << 25)
+    present = freq > 0
+    return np.concatenate((np.where(present, rcp, 0), np.where(present, info, 0))).astype(np.uint32)
+
+
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    out = 0
+    j = 0
+    while vector:
+        if vector & 1:
+            out ^= matrix[j]
+        vector >>= 1
+        j += 1
+    return out
+
+
+def crc_operators() -> np.ndarray:
+    """``uint32[48, 32]``: row ``k`` appends ``2**k`` zero bytes to a CRC-32 register (zlib's polynomial).
+
+    Column ``j`` is the image of bit ``j``, as in zlib's ``crc32_combine``.
+    """
+    bit = [0xEDB88320] + [1 << (j - 1) for j in range(1, 32)]  # one zero bit
+    matrix = bit
+    for _ in range(3):  # 2, 4, 8 zero bits
+        matrix = [_gf2_times(matrix, matrix[j]) for j in range(32)]
+    rows = []
+    for _ in range(ek.SHIFT_OPERATORS):
+        rows.append(matrix)
+        matrix = [_gf2_times(matrix, matrix[j]) for j in range(32)]
+    return np.array(rows, dtype=np.uint32)
+
+
+def crc_table() -> np.ndarray:
+    """``uint32[4, 256]``: the slicing-by-4 tables of zlib's CRC-32."""
+    t = np.zeros((4, 256), dtype=np.uint32)
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ (0xEDB88320 if c & 1 else 0)
+        t[0, i] = c
+    for k in range(1, 4):
+        t[k] = (t[k - 1] >> 8) ^ t[0, t[k - 1] & 0xFF]
+    return t
+
+
+_CONSTANTS: dict[str, Any] = {}
+
+
+def _constants() -> tuple[Any, Any]:
+    """The CRC table and operators, on the device, made once."""
+    if not _CONSTANTS:
+        _CONSTANTS["table"] = cuda.to_device(crc_table())
+        _CONSTANTS["operators"] = cuda.to_device(crc_operators())
+    return _CONSTANTS["table"], _CONSTANTS["operators"]
+
+
+def _planes(name: str) -> list[tuple[int, int, int, int]]:
+    """The extractors ``(sa, ma, sb, mb)`` of the planes of a dtype's preferred split."""
+    if name == "BF16":
+        return [(7, 0xFF, 0, 0), (8, 0x80, 0, 0x7F)]
+    if name == "F32":
+        return [(23, 0xFF, 0, 0), (24, 0x80, 16, 0x7F), (8, 0xFF, 0, 0), (0, 0xFF, 0, 0)]
+    return _bytes(name)
+
+
+def _bytes(name: str) -> list[tuple[int, int, int, int]]:
+    """The extractors of each byte of a dtype's elements (whose counts add up to split "none"'s)."""
+    return [(8 * j, 0xFF, 0, 0) for j in range(dtypes.DTYPES[name].itemsize)]
+
+
+@dataclass
+class _PlanePlan:
+    mode: str
+    extractor: tuple[int, int, int, int, int, int]  # base, size, sa, ma, sb, mb
+    n: int
+    freq: np.ndarray | None = None
+    value: int = 0
+    lanes: int = 0
+    table: bytes = b""
+    layout: coder.Layout | None = None
+    first_chunk: int = 0  # over the whole call
+    scratch: int = 0  # first word of its scratch region
+    entry_plane: container.Plane | None = None
+
+
+@dataclass
+class _Tensor:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    source: int
+    base: int
+    first_slot: int = 0
+    planes: list[_PlanePlan] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass
+class _Source:
+    """One device buffer the tensors' bytes are read from, with its 32-bit view."""
+
+    in8: Any
+    in32: Any
+    keep: Any = None
+    tensors: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Encoded:
+    """A rans file made on the GPU.
+
+    ``buffer`` is a ``uint8`` numba device array holding exactly the file
+    (a view into ``storage``); ``entries`` its tensors, offsets filled in.
+    """
+
+    buffer: Any
+    entries: list[container.Entry]
+    storage: Any = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the file."""
+        return int(self.buffer.size)
+
+    def to_bytes(self) -> bytes:
+        """The file, copied to the host."""
+        return self.buffer.copy_to_host().tobytes() if self.nbytes else b""
+
+
+def _empty(nbytes: int, dtype: Any = np.uint8) -> tuple[Any, Any]:
+    """A device array of ``nbytes`` bytes viewed as ``dtype``; torch's caching allocator when it has CUDA."""
+    nbytes = max(int(nbytes), 8)
+    nbytes += -nbytes % 8
+    if not SIMULATED:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                storage = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+                return storage, cuda.as_cuda_array(storage).view(dtype)
+        except ImportError:
+            pass
+    storage = cuda.device_array(nbytes, dtype=np.uint8)
+    return storage, storage.view(dtype)
+
+
+def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
+    """Copy small host arrays to the device in one transfer; return a device view of each (8-byte aligned)."""
+    offsets, total = [], 0
+    for a in arrays:
+        offsets.append(total)
+        total += -(-a.nbytes // 8) * 8
+    host = np.zeros(max(total, 8), np.uint8)
+    for a, at in zip(arrays, offsets):
+        host[at : at + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    device = cuda.to_device(host, stream=stream)
+    return [device[at : at + a.nbytes].view(a.dtype).reshape(a.shape) for a, at in zip(arrays, offsets)]
+
+
+def _device_bytes(obj: Any, dtype: str | None) -> tuple[Any, str, tuple[int, ...], Any]:
+    """A contiguous numba ``uint8`` view of a device array's bytes, its format dtype name, shape and owner."""
+    if type(obj).__module__.startswith("torch"):
+        import torch
+
+        owner = obj.detach().contiguous()
+        name = dtype or _TORCH_DTYPES.get(str(owner.dtype).removeprefix("torch."))
+        if name is None:
+            raise InvalidArgumentError(f"dtype {owner.dtype} is not supported; supported: {', '.join(dtypes.DTYPES)}")
+        _check_itemsize(name, owner.element_size())
+        flat = cuda.as_cuda_array(owner.reshape(-1).view(torch.uint8)) if owner.numel() else cuda.device_array(0, dtype=np.uint8)
+        return flat, name, tuple(owner.shape), owner
+    array = obj if hasattr(obj, "copy_to_host") else cuda.as_cuda_array(obj)
+    name = dtype or dtypes.name_of(array.dtype)
+    _check_itemsize(name, array.dtype.itemsize)
+    if not array.is_c_contiguous():
+        raise InvalidArgumentError("a device array must be contiguous")
+    flat = array.reshape(-1).view(np.uint8) if array.size else cuda.device_array(0, dtype=np.uint8)
+    return flat, name, tuple(array.shape), array
+
+
+def _check_itemsize(name: str, itemsize: int) -> None:
+    if dtypes.DTYPES[name].itemsize != itemsize:
+        raise InvalidArgumentError(f"a device array of {itemsize}-byte elements cannot hold {name} elements")
+
+
+def _aligned(in8: Any, stream: Any) -> Any:
+    """``in8``, or a copy of it whose start is aligned to 8 bytes."""
+    pointer = getattr(in8, "device_ctypes_pointer", None)
+    if pointer is None or not (pointer.value or 0) % 8:
+        return in8
+    copy = cuda.device_array(in8.size, dtype=np.uint8, stream=stream)
+    copy.copy_to_device(in8, stream=stream)
+    return copy
+
+
+def _source(in8: Any, keep: Any) -> _Source:
+    whole = in8.size & ~3
+    return _Source(in8, in8[:whole].view(np.uint32), keep)
+
+
+class _Call:
+    """The state of one encode call: tensors, sources, plans and device buffers."""
+
+    def __init__(self, tensors: Mapping[str, Any], chunk: int, dtype: str | None, stream: Any, lanes: int | None) -> None:
+        self.chunk = chunk
+        self.lanes = lanes
+        self.stream = _stream(stream)
+        self.tensors: list[_Tensor] = []
+        self.sources: list[_Source] = []
+        host: list[tuple[int, np.ndarray]] = []
+        for name, value in tensors.items():
+            if not isinstance(name, str):
+                raise InvalidArgumentError(f"tensor names must be strings, not {type(name).__name__}")
+            on_device = hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host") or (
+                type(value).__module__.startswith("torch") and getattr(value, "is_cuda", False)
+            )
+            if on_device:
+                in8, kind, shape, keep = _device_bytes(value, dtype)
+                self.tensors.append(_Tensor(name, kind, shape, len(self.sources), 0))
+                self.sources.append(_source(_aligned(in8, self.stream), keep))
+            else:
+                from ..api import _as_array
+
+                array = _as_array(value, f"tensor {name!r}")
+                kind = dtypes.name_of(array.dtype)
+                array = np.asarray(array, dtype=dtypes.DTYPES[kind], order="C")
+                host.append((len(self.tensors), array))
+                self.tensors.append(_Tensor(name, kind, tuple(int(d) for d in array.shape), -1, 0))
+        if host:
+            offsets, total = [], 0
+            for _, array in host:
+                offsets.append(total)
+                total += -(-array.nbytes // 256) * 256
+            staging = np.zeros(max(total, 8), dtype=np.uint8)
+            for (i, array), at in zip(host, offsets):
+                staging[at : at + array.nbytes] = array.reshape(-1).view(np.uint8)
+                self.tensors[i].source, self.tensors[i].base = len(self.sources), at
+            in8 = cuda.to_device(staging, stream=self.stream)
+            self.sources.append(_source(in8, None))
+        for i, t in enumerate(self.tensors):
+            self.sources[t.source].tensors.append(i)
+
+    # ---------------------------------------------------------------- round 1
+    def count(self, extractors: list[list[tuple[int, int, int, int]]]) -> list[np.ndarray]:
+        """Histograms of each tensor's planes named by ``extractors``: ``uint64[planes, 256]`` per tensor."""
+        slot_rows: list[tuple[int, int, int, int]] = []
+        for t, chosen in zip(self.tensors, extractors):
+            t.first_slot = len(slot_rows)
+            slot_rows += chosen
+        launches, arrays = [], [np.zeros((max(len(slot_rows), 1), 256), np.uint64), np.array(slot_rows or [(0, 0, 0, 0)], np.int64)]
+        for source in self.sources:
+            rows, items = [], []
+            for i in source.tensors:
+                t = self.tensors[i]
+                if not extractors[i]:
+                    continue
+                rows.append([t.base, dtypes.DTYPES[t.dtype].itemsize, t.n, t.first_slot, len(extractors[i]), len(items)])
+                items += [len(rows) - 1] * -(-t.n // ek.HIST_ITEM)
+            if items:
+                launches.append((source, len(arrays)))
+                arrays += [np.array(rows, np.int64), np.array(items, np.int64)]
+        device = _upload(arrays, self.stream)
+        counts_d, slots_d = device[0], device[1]
+        for source, at in launches:
+            tensors_d, items_d = device[at], device[at + 1]
+            ek.histogram[items_d.shape[0], WARPS_PER_BLOCK * LANES, self.stream](
+                source.in8, source.in32, tensors_d, items_d, slots_d, counts_d
+            )
+        counts = counts_d.copy_to_host(stream=self.stream)
+        self.stream.synchronize()
+        return [counts[t.first_slot : t.first_slot + len(chosen)].astype(np.int64) for t, chosen in zip(self.tensors, extractors)]
+
+    def plan(self) -> None:
+        """Count symbols and choose each tensor's split and each plane's mode as :func:`rans.codec.encode_tensor` does.
+
+        The bytes of BF16 and F32 elements (what split ``"none"`` codes) are
+        counted only for the tensors whose float planes would all be raw.
+        """
+        counts = self.count([_planes(t.dtype) for t in self.tensors])
+        for t, c in zip(self.tensors, counts):
+            if t.dtype == "BOOL" and c[0, 2:].any():
+                raise InvalidArgumentError(f"tensor {t.name!r}: a BOOL array holds bytes other than 0 and 1")
+        choices = [self._choose(t, c) for t, c in zip(self.tensors, counts)]
+        again = [_bytes(t.dtype) if choice is None else [] for t, choice in zip(self.tensors, choices)]
+        if any(again):
+            for i, c in enumerate(self.count(again)):
+                if again[i]:
+                    choices[i] = self._choose(self.tensors[i], c, "none")
+        for t, (n, plans, hists, extractors) in zip(self.tensors, choices):
+            t.planes = []
+            for (mode, freq), h, x in zip(plans, hists, extractors):
+                p = _PlanePlan(mode, x, n, freq)
+                if mode == "const":
+                    p.value = int(np.flatnonzero(h)[0])
+                elif mode == "coded":
+                    p.lanes = self.lanes or coder.lanes_for(n)
+                    p.table = tables.serialize(freq)
+                    p.layout = coder.Layout.of(n, self.chunk, len(p.table), p.lanes)
+                t.planes.append(p)
+
+    def _choose(self, t: _Tensor, counts: np.ndarray, split: str | None = None) -> tuple[int, list, list, list] | None:
+        """Plans for ``t`` under its preferred split (``counts`` of its planes) or split ``"none"`` (``counts`` of its bytes).
+
+        ``None`` when the preferred split leaves every plane raw and the
+        bytes must be counted for split ``"none"``.
+        """
+        split = split or dtypes.splits_of(t.dtype)[0]
+        n = dtypes.plane_length(t.dtype, split, t.n)
+        size = dtypes.DTYPES[t.dtype].itemsize
+        if split == "none":
+            hists = [counts.sum(axis=0)]
+            extractors = [(t.base, 1, 0, 0xFF, 0, 0)]
+        else:
+            hists = list(counts)
+            extractors = [(t.base, size, *x) for x in _planes(t.dtype)]
+        plans = [codec.plan_counts(h, n, self.chunk) for h in hists]
+        if split != "none" and all(mode == "raw" for mode, _ in plans):
+            if t.dtype in ("BF16", "F32"):
+                return None
+            return self._choose(t, counts, "none")
+        return n, plans, hists, extractors
+
+    # ---------------------------------------------------------------- round 2
+    def encode(self) -> None:
+        """Code every coded plane into scratch; bring each chunk's word count to the host."""
+        chunk = self.chunk
+        self.coded = [p for t in self.tensors for p in t.planes if p.mode == "coded"]
+        chunks = scratch = 0
+        for p in self.coded:
+            p.first_chunk, p.scratch = chunks, scratch
+            chunks += p.layout.n_chunks
+            scratch += p.layout.n_chunks * chunk
+        self.n_chunks = chunks
+        self.keep = [_empty(2 * scratch, np.uint16), _empty(4 * LANES * chunks, np.uint32), _empty(4 * chunks, np.uint32)]
+        self.scratch16, self.states, self.counts_d = (view for _, view in self.keep)
+        launches, arrays = [], []
+        for source in self.sources:
+            rows, groups, table_rows = [], [], []
+            for i in source.tensors:
+                for p in self.tensors[i].planes:
+                    if p.mode != "coded":
+                        continue
+                    rows.append([*p.extractor, len(table_rows), p.lanes, chunk, p.n, p.scratch, p.first_chunk])
+                    table_rows.append(encode_table(p.freq))
+                    k = p.layout.n_chunks
+                    starts = np.arange(0, k, WARPS_PER_BLOCK)
+                    groups.append(np.stack([np.full(starts.size, len(rows) - 1), starts, np.minimum(WARPS_PER_BLOCK, k - starts)], axis=1))
+            if rows:
+                launches.append((source, len(arrays)))
+                arrays += [np.stack(table_rows), np.array(rows, np.int64), np.concatenate(groups).astype(np.int64)]
+        device = _upload(arrays, self.stream)
+        for source, at in launches:
+            tables_d, planes_d, groups_d = device[at : at + 3]
+            ek.encode[groups_d.shape[0], WARPS_PER_BLOCK * LANES, self.stream](
+                source.in8, source.in32, tables_d, planes_d, groups_d, self.scratch16, self.states, self.counts_d
+            )
+        self.word_counts = self.counts_d[:chunks].copy_to_host(stream=self.stream).astype(np.int64) if chunks else np.zeros(0, np.int64)
+        self.stream.synchronize()
+
+    def lay_out(self, metadata: dict[str, str] | None) -> int:
+        """Make the entries, place the sections from offset 0; return the data's length."""
+        self.entries = []
+        for t in self.tensors:
+            entry = container.Entry(t.name, t.dtype, t.shape)
+            for p in t.planes:
+                if p.mode == "const":
+                    plane = container.Plane("const", value=p.value)
+                elif p.mode == "raw":
+                    plane = container.Plane("raw", length=p.n)
+                else:
+                    words = int(self.word_counts[p.first_chunk : p.first_chunk + p.layout.n_chunks].sum())
+                    plane = container.Plane("coded", length=p.layout.words_at + 2 * words)
+                p.entry_plane = plane
+                entry.planes.append(plane)
+            self.entries.append(entry)
+        data = container.layout(self.entries, 0)
+        for entry in self.entries:
+            entry.crc = 0xFFFFFFFF
+        container.encode_header(self.entries, metadata)  # raises for text the header cannot hold
+        document: dict[str, Any] = {"tensors": [e.to_json() for e in self.entries]}
+        if metadata:
+            document["metadata"] = metadata
+        text = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        self.reserve = container.align(container.PREAMBLE.size + len(text))
+        return data
+
+    # ---------------------------------------------------------------- round 3
+    def assemble(self, data: int) -> np.ndarray:
+        """Write every section into a new buffer at ``reserve + offset``; return the tensors' CRC-32s on the host."""
+        r = self.reserve
+        self.storage, self.out8 = _empty(r + data + 8)
+        out16 = self.out8[: self.out8.size & ~1].view(np.uint16)
+        out32 = self.out8[: self.out8.size & ~3].view(np.uint32)
+        arrays: list[np.ndarray] = []
+        launches: list[tuple[str, Any, int]] = []
+
+        blob, heads, position = bytearray(), [], 0
+        for entry in self.entries:
+            for plane in entry.sections:
+                head = b""
+                if plane.mode == "coded":
+                    p = next(q for t in self.tensors for q in t.planes if q.entry_plane is plane)
+                    head = coder.HEADER.pack(p.lanes, 0, self.chunk // GROUP) + p.table
+                    head += bytes(p.layout.states_at - len(head))
+                piece = bytes(plane.offset - position) + head
+                if piece:
+                    heads.append((len(blob), r + position, len(piece)))
+                    blob += piece
+                position = plane.offset + plane.length
+        if heads:
+            launches.append(("scatter", None, len(arrays)))
+            arrays += [np.frombuffer(bytes(blob), np.uint8), np.array(heads, np.int64)]
+
+        spans = [(start + r, end + r) for start, end in (entry.span() for entry in self.entries)]
+        for source in self.sources:
+            rows, items = [], []
+            for i in source.tensors:
+                for p in self.tensors[i].planes:
+                    if p.mode == "raw" and p.n:
+                        dst = r + p.entry_plane.offset
+                        after = spans[i][1] - (dst + 4 * (p.n // 4))
+                        rows.append([*p.extractor, p.n, dst, len(items), after, i])
+                        items += [len(rows) - 1] * max(1, -(-(p.n // 4) // ek.RAW_QUADS))
+            if items:
+                launches.append(("raw", source, len(arrays)))
+                arrays += [np.array(rows, np.int64), np.array(items, np.int64)]
+
+        if self.coded:
+            rows, chunk_plane, first_word = [], [], []
+            for j, p in enumerate(self.coded):
+                k = p.layout.n_chunks
+                at = r + p.entry_plane.offset
+                rows.append([p.first_chunk, k, self.chunk, p.lanes, p.scratch, at + p.layout.states_at, at + p.layout.counts_at, at + p.layout.words_at])
+                chunk_plane.append(np.full(k, j, np.int64))
+                counts = self.word_counts[p.first_chunk : p.first_chunk + k]
+                first_word.append(np.cumsum(counts) - counts)
+            launches.append(("compact", None, len(arrays)))
+            arrays += [np.array(rows, np.int64), np.concatenate(chunk_plane), np.concatenate(first_word).astype(np.int64)]
+
+        pieces, block_piece = [], []
+        for e, (entry, (start, end)) in enumerate(zip(self.entries, spans)):
+            if end == start:
+                continue
+            cuts, cursor = [], start  # the span but the raw planes' whole groups, which split_raw checksums
+            for plane in entry.sections:
+                if plane.mode == "raw" and plane.length >= 4:
+                    if plane.offset + r > cursor:
+                        cuts.append((cursor, plane.offset + r))
+                    cursor = plane.offset + r + plane.length // 4 * 4
+            cuts.append((cursor, end))
+            for j, (first, last) in enumerate(cuts):
+                end4 = last & ~3
+                span = end - start if j == len(cuts) - 1 else -1
+                pieces.append([first, end4, last - end4, len(block_piece), end - last, e, span])
+                block_piece += [len(pieces) - 1] * max(1, -(-(end4 - first) // ek.CRC_BLOCK))
+        crc_at = len(arrays)
+        arrays += [np.zeros(max(len(self.entries), 1), np.uint32), np.array(pieces or [[0] * 7], np.int64), np.array(block_piece or [0], np.int64)]
+
+        device = _upload(arrays, self.stream)
+        crcs = device[crc_at]
+        table, operators = _constants()
+        for what, source, at in launches:
+            if what == "scatter":
+                ek.scatter[device[at + 1].shape[0], ek.THREADS, self.stream](device[at], device[at + 1], self.out8)
+            elif what == "raw":
+                ek.split_raw[device[at + 1].shape[0], ek.CRC_THREADS, self.stream](
+                    source.in8, source.in32, device[at], device[at + 1], self.out8, out32, table, operators, crcs
+                )
+            else:
+                ek.compact[self.n_chunks, ek.THREADS, self.stream](
+                    device[at], device[at + 1], device[at + 2], self.scratch16, self.states, self.counts_d, out16, out32
+                )
+        if block_piece:
+            ek.crc_blocks[len(block_piece), ek.CRC_THREADS, self.stream](
+                self.out8, out32, device[crc_at + 1], device[crc_at + 2], table, operators, crcs
+            )
+        host = crcs.copy_to_host(stream=self.stream)
+        self.stream.synchronize()
+        return host
+
+    # ---------------------------------------------------------------- round 4
+    def finish(self, crcs: np.ndarray, metadata: dict[str, str] | None, data: int) -> Encoded:
+        """Put the header in front of the sections; return the file."""
+        for entry, crc in zip(self.entries, crcs.tolist()):
+            entry.crc = int(crc) if entry.sections else 0
+        head = container.encode_header(self.entries, metadata)
+        start = self.reserve - len(head)
+        self.out8[start : self.reserve].copy_to_device(np.frombuffer(head, dtype=np.uint8), stream=self.stream)
+        container.layout(self.entries, len(head))
+        self.stream.synchronize()
+        return Encoded(self.out8[start : self.reserve + data], self.entries, self.storage)
+
+
+def encode_file(
+    tensors: Mapping[str, Any],
+    metadata: Mapping[str, str] | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    dtype: str | None = None,
+    stream: Any = None,
+    lanes: int | None = None,
+) -> Encoded:
+    """Encode named tensors on the GPU into a rans file held in device memory.
+
+    The bytes equal those :func:`rans.save_file` writes for the same tensors,
+    metadata and chunk size.
+
+    Examples
+    --------
+    >>> import numpy as np, rans
+    >>> from rans.gpu import encoder
+    >>> x = np.arange(1000, dtype=np.int16)
+    >>> f = encoder.encode_file({"x": x}, {"by": "gpu"}, chunk_size=1024)
+    >>> f.entries[0].name, f.nbytes < x.nbytes
+    ('x', True)
+    >>> bool((rans.decompress(f.to_bytes()) == x).all())
+    True
+
+    Parameters
+    ----------
+    tensors : mapping of str to array
+        Host arrays (NumPy, CPU torch, anything :func:`numpy.asarray`
+        takes), copied to the GPU, or device arrays (torch CUDA tensors,
+        anything with ``__cuda_array_interface__``), read where they lie.
+    metadata : mapping of str to str, optional
+        Stored in the header.
+    chunk_size : int
+        Symbols per chunk, a multiple of 128.
+    dtype : str, optional
+        The format dtype of device arrays whose own dtype is raw bits
+        (``"BF16"`` for a numba ``uint16`` array); default: their dtype.
+    stream : optional
+        A numba, torch or CuPy stream, or a raw handle; the call returns
+        once its work on it is done.
+    lanes : int, optional
+        Lanes of every coded plane instead of the writers' choice
+        (:func:`rans.reference.coder.lanes_for`): for tests and
+        experiments; such files are valid but not what writers make.
+
+    Returns
+    -------
+    Encoded
+        The file in device memory, and its header entries.
+    """
+    chunk = coder.check_chunk(chunk_size)
+    if not isinstance(tensors, Mapping):
+        raise InvalidArgumentError("tensors must be a mapping of names to arrays")
+    if metadata is not None and not (
+        isinstance(metadata, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    ):
+        raise InvalidArgumentError("metadata must map strings to strings")
+    if dtype is not None and dtype not in dtypes.DTYPES:
+        raise InvalidArgumentError(f"dtype must be one of {', '.join(dtypes.DTYPES)}, not {dtype!r}")
+    if lanes is not None and lanes not in LANE_COUNTS:
+        raise InvalidArgumentError(f"lanes must be a power of two from 1 to 32, not {lanes!r}")
+    metadata = dict(metadata) if metadata else None
+    call = _Call(tensors, chunk, dtype, stream, lanes)
+    call.plan()
+    call.encode()
+    data = call.lay_out(metadata)
+    return call.finish(call.assemble(data), metadata, data)
+
+
+def compress_device(array: Any, *, chunk_size: int = DEFAULT_CHUNK, dtype: str | None = None, stream: Any = None) -> Encoded:
+    """Encode one tensor (named ``""``) on the GPU: the file :func:`rans.compress` makes, in device memory."""
+    return encode_file({"": array}, chunk_size=chunk_size, dtype=dtype, stream=stream)
+
+
+def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, dtype: str | None = None, stream: Any = None) -> Any:
+    """Compress one tensor on the GPU; return the file as a ``uint8`` device array.
+
+    Examples
+    --------
+    >>> import numpy as np, rans
+    >>> from rans.gpu import encoder
+    >>> x = np.random.default_rng(0).normal(0, 1, 3000).astype(np.float16)
+    >>> data = encoder.compress(x, chunk_size=1024).copy_to_host().tobytes()
+    >>> data == rans.compress(x, chunk_size=1024)
+    True
+    """
+    return compress_device(array, chunk_size=chunk_size, dtype=dtype, stream=stream).buffer
+
+
+def encode_tensor(array: Any, name: str, chunk: int, workers: int = 1) -> tuple[container.Entry, list[bytes]]:
+    """:func:`rans.codec.encode_tensor` on the GPU: the header entry and the sections, as host bytes.
+
+    ``workers`` is accepted for the same signature and ignored.
+    """
+    encoded = encode_file({name: array}, chunk_size=chunk)
+    entry = encoded.entries[0]
+    start, end = entry.span()
+    data = encoded.buffer[start:end].copy_to_host().tobytes() if end > start else b""
+    sections = [data[p.offset - start : p.offset - start + p.length] for p in entry.sections]
+    for p in entry.planes:
+        p.offset = 0
+    return entry, sections

@@ -1,0 +1,307 @@
+"""The GPU encoder against the reference encoder: the same file, byte for byte.
+
+Without a GPU these tests run on the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``,
+set by ``conftest.py``) at small sizes: a logic check. Tests marked ``gpu``
+run only on a real GPU, at realistic sizes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+import zlib
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rans
+from rans import api, codec, container, dtypes
+from rans.constants import M
+from rans.reference import coder
+
+cuda = pytest.importorskip("numba.cuda")
+from rans.gpu import encode_kernels as ek, encoder  # noqa: E402
+
+SIMULATED = bool(__import__("numba").config.ENABLE_CUDASIM)
+SMALL = settings(max_examples=4 if SIMULATED else 40, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def quick_thread_switches():
+    """The simulator runs a block's threads as Python threads: switching often makes its barriers 4x faster."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    yield
+    sys.setswitchinterval(before)
+
+
+def weights(kind: str, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "bf16":
+        return rng.normal(0, 0.02, n).astype(np.float32).astype(ml_dtypes.bfloat16)
+    if kind == "f32":
+        return rng.normal(0, 0.02, n).astype(np.float32)
+    if kind == "f32-bf16":
+        return rng.normal(0, 0.02, n).astype(ml_dtypes.bfloat16).astype(np.float32)
+    if kind == "f16":
+        return rng.normal(0, 0.02, n).astype(np.float16)
+    if kind == "e4m3":
+        return rng.normal(0, 1, n).astype(ml_dtypes.float8_e4m3fn)
+    if kind == "e5m2":
+        return rng.normal(0, 1, n).astype(ml_dtypes.float8_e5m2)
+    if kind == "i8":
+        return np.clip(np.round(rng.normal(0, 12, n)), -128, 127).astype(np.int8)
+    if kind == "u8-few":
+        return rng.choice(np.array([0, 1, 7, 200], np.uint8), n, p=[0.7, 0.2, 0.05, 0.05])
+    if kind == "i16":
+        return np.round(rng.normal(0, 12, n)).astype(np.int16)
+    if kind == "i32":
+        return np.round(rng.normal(0, 300, n)).astype(np.int32) << 8
+    if kind == "i64":
+        return np.round(rng.normal(0, 300, n)).astype(np.int64)
+    if kind == "c64":
+        return (rng.normal(0, 1, n) + 1j * rng.normal(0, 1, n)).astype(np.complex64)
+    if kind == "random-bf16":
+        return rng.integers(0, 1 << 16, n, dtype=np.uint16).view(ml_dtypes.bfloat16)
+    if kind == "zeros-f32":
+        return np.zeros(n, np.float32)
+    return rng.integers(0, 2, n).astype(np.bool_)
+
+
+KINDS = ["bf16", "f32", "f32-bf16", "f16", "e4m3", "e5m2", "i8", "u8-few", "i16", "i32", "i64", "c64", "random-bf16", "zeros-f32", "bool"]
+
+
+def reference_file(tensors: dict, chunk: int, metadata: dict | None = None) -> bytes:
+    out = io.BytesIO()
+    container.write(out, *api.encode_tensors(tensors, metadata, chunk_size=chunk))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_dtype_gives_the_reference_file(kind: str) -> None:
+    """Each dtype family, each split and plane mode (coded, raw, const, all-raw "none"): the same bytes."""
+    n = 150 if SIMULATED else 300_001
+    x = weights(kind, n, seed=len(kind))
+    chunk = 128 if SIMULATED else 32768
+    assert encoder.compress(x, chunk_size=chunk).copy_to_host().tobytes() == rans.compress(x, chunk_size=chunk)
+
+
+@SMALL
+@given(
+    kind=st.sampled_from(KINDS),
+    n=st.sampled_from([0, 1, 3, 4, 5, 31, 127, 128, 129, 255, 257]) if SIMULATED else st.integers(0, 300_000),
+    chunk=st.sampled_from([128, 256]) if SIMULATED else st.sampled_from([128, 1024, 32768]),
+    seed=st.integers(0, 2**32 - 1),
+    shape2=st.booleans(),
+)
+def test_drawn_tensors_give_the_reference_file(kind: str, n: int, chunk: int, seed: int, shape2: bool) -> None:
+    """Hypothesis-drawn dtype, edge size, chunk size, data and shape: byte-identical files."""
+    x = weights(kind, n, seed)
+    if shape2 and n % 2 == 0 and n:
+        x = x.reshape(2, -1)
+    assert encoder.compress(x, chunk_size=chunk).copy_to_host().tobytes() == rans.compress(x, chunk_size=chunk)
+
+
+@settings(SMALL, max_examples=15 if SIMULATED else 100)
+@given(
+    dtype=st.sampled_from(sorted(dtypes.DTYPES)),
+    data=st.binary(max_size=700 if SIMULATED else 100_000),
+    chunk=st.sampled_from([128, 256]),
+)
+def test_arbitrary_bytes_of_every_dtype_give_the_reference_file(dtype: str, data: bytes, chunk: int) -> None:
+    """Any bytes (NaN payloads, denormals, runs, one symbol, all 256) viewed as any dtype: the same file."""
+    itemsize = dtypes.DTYPES[dtype].itemsize
+    raw = np.frombuffer(data[: len(data) // itemsize * itemsize], np.uint8)
+    if dtype == "BOOL":
+        raw = raw & 1
+    x = raw.view(dtypes.DTYPES[dtype])
+    assert encoder.compress(x, chunk_size=chunk).copy_to_host().tobytes() == rans.compress(x, chunk_size=chunk)
+
+
+@pytest.mark.parametrize("kind, n", [("random-bf16", 2601), ("random-bf16", 1), ("random-u8", 2051), ("random-u8", 4099)])
+def test_raw_planes_over_several_crc_blocks(kind: str, n: int) -> None:
+    """Raw planes longer than a CRC block (their CRC comes from split_raw), with and without a 1-3 byte tail."""
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 256, n, dtype=np.uint8)
+    if kind == "random-bf16":
+        x = rng.integers(0, 1 << 16, n, dtype=np.uint16).view(ml_dtypes.bfloat16)
+    tensors = {"a": x, "b": np.arange(300, dtype=np.int16), "c": x[::-1].copy()}
+    assert encoder.encode_file(tensors, chunk_size=128).to_bytes() == reference_file(tensors, 128)
+
+
+@pytest.mark.parametrize("lanes", [2, 8, 32])
+def test_every_lane_count_codes_a_plane_as_the_reference(lanes: int) -> None:
+    """Forced lane counts: each coded section equals the reference coder's with the same lanes and table."""
+    n = 300 if SIMULATED else 1_000_003
+    x = weights("u8-few", n, seed=lanes)
+    chunk = 128 if SIMULATED else 4096
+    f = encoder.encode_file({"x": x}, chunk_size=chunk, lanes=lanes)
+    data = f.to_bytes()
+    plane = f.entries[0].planes[0]
+    assert plane.mode == "coded"
+    section = data[plane.offset : plane.offset + plane.length]
+    assert section == coder.encode(x, chunk, lanes=lanes)
+    assert np.array_equal(rans.decompress(data), x)
+
+
+def test_a_file_of_many_tensors_is_the_reference_file() -> None:
+    """Several tensors (host and device arrays), metadata, empty and 0-d tensors: save_file's bytes."""
+    n = 100 if SIMULATED else 100_000
+    tensors = {kind: weights(kind, n, seed=i) for i, kind in enumerate(["bf16", "f16", "i8", "f32", "bool"])}
+    tensors["empty"] = np.zeros((0, 4), np.float32)
+    tensors["scalar"] = np.array(2.5, np.float32)
+    tensors["on device"] = cuda.to_device(weights("f16", n, 9))
+    tensors["empty on device"] = cuda.to_device(np.zeros((3, 0), np.int16))
+    expected = reference_file({k: (v.copy_to_host() if "device" in k else v) for k, v in tensors.items()}, 128, {"a": "b"})
+    got = encoder.encode_file(tensors, {"a": "b"}, chunk_size=128)
+    assert got.to_bytes() == expected
+    assert [e.name for e in got.entries] == list(tensors)
+
+
+def test_device_arrays_with_raw_bits_take_a_dtype() -> None:
+    """A numba uint16 array holding bf16 bits, told its dtype, encodes like the bf16 array."""
+    x = weights("bf16", 200, 4)
+    bits = cuda.to_device(x.view(np.uint16))
+    assert encoder.compress(bits, chunk_size=128, dtype="BF16").copy_to_host().tobytes() == rans.compress(x, chunk_size=128)
+
+
+def test_encode_tensor_has_the_codec_contract() -> None:
+    """encode_tensor returns what rans.codec.encode_tensor returns: the same entry and the same sections."""
+    x = weights("f32", 200, 5)
+    entry, sections = encoder.encode_tensor(x, "w", 128)
+    expected_entry, expected_sections = codec.encode_tensor(x, "w", 128)
+    assert sections == expected_sections
+    assert entry == expected_entry
+
+
+def test_bad_arguments_are_typed_errors() -> None:
+    with pytest.raises(rans.InvalidArgumentError):
+        encoder.compress(np.zeros(4, np.float32), chunk_size=100)
+    with pytest.raises(rans.InvalidArgumentError):
+        encoder.compress(np.array([0, 2], np.uint8).view(np.bool_), chunk_size=128)
+    with pytest.raises(rans.InvalidArgumentError):
+        encoder.encode_file({1: np.zeros(2)})  # type: ignore[dict-item]
+    with pytest.raises(rans.InvalidArgumentError):
+        encoder.encode_file({"x": np.zeros(2)}, {"k": 1})  # type: ignore[dict-item]
+    with pytest.raises(rans.InvalidArgumentError):
+        encoder.compress(np.zeros(2, np.float16), dtype="F17")
+    with pytest.raises(rans.InvalidArgumentError):
+        encoder.compress(cuda.to_device(np.zeros(2, np.uint8)), dtype="BF16")
+
+
+@settings(max_examples=200, deadline=None)
+@given(f=st.integers(1, M - 1), x=st.integers(0, 2**32 - 1))
+def test_reciprocals_divide_exactly(f: int, x: int) -> None:
+    """The encode table's reciprocal gives x // f for every 32-bit state (the kernel's arithmetic, in Python)."""
+    freq = np.zeros(256, np.int64)
+    freq[0], freq[1] = f, M - f
+    table = encoder.encode_table(freq)
+    rcp, info = int(table[0]), int(table[256])
+    x = 1 + x % ((f << 20) - 1)  # a state the encoder divides: renormalized, so from 1 to below f << 20
+    t = (x * rcp) >> 32
+    q = (t + ((x - t) >> 1)) >> (info >> 25)
+    coded = (x + ((info >> 12) & 0x1FFF) + q * (info & 0xFFF)) & 0xFFFFFFFF
+    assert coded == (x // f) * M + x % f
+    assert (info & 0xFFF) == M - f
+
+
+@SMALL
+@given(
+    lengths=st.lists(st.integers(0, 9000 if SIMULATED else 3_000_000), min_size=1, max_size=3),
+    offsets=st.lists(st.integers(0, 3), min_size=3, max_size=3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_crc_kernel_matches_zlib(lengths: list[int], offsets: list[int], seed: int) -> None:
+    """The block CRC-32 with zero-append matrices equals zlib's, for spans of any length and tail."""
+    rng = np.random.default_rng(seed)
+    spans, block_span, position = [], [], 8 + 8 * int(rng.integers(0, 4))
+    for length, offset in zip(lengths, offsets):
+        length = max(0, length - offset)
+        end = position + length
+        spans.append([position, end & ~3, end - (end & ~3), len(block_span), 0, len(spans), length])
+        if length:
+            block_span += [len(spans) - 1] * max(1, -(-((end & ~3) - position) // ek.CRC_BLOCK))
+        position = -(-end // 8) * 8 + 8
+    data = rng.integers(0, 256, position + 8, dtype=np.uint8)
+    buf8 = cuda.to_device(data)
+    crcs = cuda.to_device(np.zeros(len(spans), np.uint32))
+    if block_span:
+        ek.crc_blocks[len(block_span), ek.CRC_THREADS](
+            buf8,
+            buf8.view(np.uint32),
+            cuda.to_device(np.array(spans, np.int64)),
+            cuda.to_device(np.array(block_span, np.int32)),
+            cuda.to_device(encoder.crc_table()),
+            cuda.to_device(encoder.crc_operators()),
+            crcs,
+        )
+    got = crcs.copy_to_host().tolist()
+    for (start, end4, tail, *_), crc in zip(spans, got):
+        assert crc == zlib.crc32(data[start : end4 + tail].tobytes())
+
+
+def test_crc_operators_append_zero_bytes() -> None:
+    """Operator k applied to a CRC register is the register after 2**k zero bytes."""
+    operators = encoder.crc_operators()
+    for k in (0, 1, 5, 13):
+        register = 0x1234ABCD
+        expected = zlib.crc32(bytes(1 << k), register ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+        image = 0
+        for j in range(32):
+            if register >> j & 1:
+                image ^= int(operators[k, j])
+        assert image == expected
+
+
+COMPILE = textwrap.dedent(
+    """
+    import sys
+    from numba import cuda, types as t
+    from numba.cuda.cudadrv import nvvm
+    if not nvvm.is_available():
+        sys.exit(77)
+    from rans.gpu import encode_kernels as ek
+    u8, u16, u32, i64 = (t.Array(x, 1, "C") for x in (t.uint8, t.uint16, t.uint32, t.int64))
+    i2, u2, q2 = (t.Array(x, 2, "C") for x in (t.int64, t.uint32, t.uint64))
+    signatures = {
+        "histogram": (u8, u32, i2, i64, i2, q2),
+        "encode": (u8, u32, u2, i2, i2, u16, u32, u32),
+        "split_raw": (u8, u32, i2, i64, u8, u32, u2, u2, u32),
+        "compact": (i2, i64, i64, u16, u32, u32, u16, u32),
+        "scatter": (u8, i2, u8),
+        "crc_blocks": (u8, u32, i2, i64, u2, u2, u32),
+    }
+    for name, signature in signatures.items():
+        ptx, _ = cuda.compile_ptx(getattr(ek, name).py_func, signature, cc=(9, 0))
+        assert ".local" not in ptx, name
+    """
+)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="on a GPU the other tests compile the kernels")
+def test_kernels_compile_for_the_gpu() -> None:
+    """Without a GPU, the simulator runs the kernels as Python: type and compile them for sm_90 (needs NVVM)."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", COMPILE], env=env, cwd=root, capture_output=True, text=True, timeout=600)
+    if done.returncode == 77:
+        pytest.skip("NVVM is not installed")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["bf16", "f16", "f32", "e4m3", "i8"])
+def test_realistic_size_on_the_gpu(kind: str) -> None:
+    """64 Mi bf16 weights (and 64 MiB of the other dtypes), from a torch CUDA tensor: the reference's bytes."""
+    torch = pytest.importorskip("torch")
+    x = weights(kind, (64 << 21) // np.dtype(weights(kind, 1, 0).dtype).itemsize, seed=7)
+    source = torch.from_numpy(x.view(np.uint8)).cuda().view(getattr(torch, {"bf16": "bfloat16", "f16": "float16", "f32": "float32", "e4m3": "float8_e4m3fn", "i8": "int8"}[kind]))
+    got = encoder.compress(source)
+    expected = reference_file({"": x}, 32768)
+    assert got.copy_to_host().tobytes() == expected
