@@ -17,7 +17,7 @@ tensor's first section start to its last section end, padding included
 ``none``, ``itemsize`` planes the dtype's multi-plane split.
 
 A coded section is a 4-byte header ``<BBH`` (lanes ``W``, a zero byte,
-chunk size / 128), the frequency table, zero bytes up to a multiple of 4,
+chunk size / 128), the frequency table (a bit stream, :func:`read_table`), zero bytes up to a multiple of 4,
 ``uint32`` states ``[chunks][W]``, ``uint32`` word counts ``[chunks]`` and
 ``uint16`` words. A raw section is the plane's symbols.
 """
@@ -311,14 +311,63 @@ def replace_section(data: bytes, index: int, blob: bytes) -> bytes:
     return assemble(header_text(document), blobs)
 
 
+def read_table(table: bytes) -> tuple[dict[int, int], int]:
+    """The frequencies (symbol -> f) of the serialized table at the start of ``table``, and its bytes.
+
+    The table is a bit stream, least significant bit of each byte first:
+    ``gamma(R)``, per run ``gamma(start - previous end)`` (the first run's
+    previous end is -1) and ``gamma(length)``; then, with more than one
+    present symbol, ``P - 1`` in 4 bits, the position ``t`` of the implied
+    frequency in ``bit_length(F - 1)`` bits, and every other frequency in
+    symbol order: its bit length ``e`` (``gamma(e)`` first, then
+    ``gamma(zigzag(e - previous e) + 1)``) and the ``min(e, P) - 1`` bits
+    below its leading one; the implied one is 4096 minus the rest. No
+    validation beyond what it takes to read it.
+    """
+    position = 0
+
+    def bits(width: int) -> int:
+        nonlocal position
+        value = 0
+        for i in range(width):
+            byte, bit = divmod(position + i, 8)
+            value |= ((table[byte] >> bit) & 1) << i
+        position += width
+        return value
+
+    def gamma() -> int:
+        zeros = 0
+        while bits(1) == 0:
+            zeros += 1
+        return (1 << zeros) + bits(zeros)
+
+    symbols: list[int] = []
+    end = -1
+    for _ in range(gamma()):
+        start = end + gamma()
+        end = start + gamma()
+        symbols.extend(range(start, end))
+    if len(symbols) == 1:
+        return {symbols[0]: 4096}, -(-position // 8)
+    precision = bits(4) + 1
+    implied = bits((len(symbols) - 1).bit_length())
+    values: list[int] = []
+    e = 0
+    for i in range(len(symbols) - 1):
+        if i == 0:
+            e = gamma()
+        else:
+            zigzag = gamma() - 1
+            e += zigzag // 2 if zigzag % 2 == 0 else -(zigzag + 1) // 2
+        kept = min(e, precision) - 1
+        values.append(((1 << kept) + bits(kept)) << (e - 1 - kept))
+    values.insert(implied, 4096 - sum(values))
+    return dict(zip(symbols, values)), -(-position // 8)
+
+
 def table_length(table: bytes) -> int:
     """Bytes of the serialized frequency table at the start of ``table``."""
-    runs = table[0]
-    symbols = sum(table[2 + 2 * i] + 1 for i in range(runs))
-    pos = 1 + 2 * runs
-    for _ in range(symbols):
-        pos += 2 if table[pos] & 0x80 else 1
-    return pos
+    return read_table(table)[1]
 
 
 @dataclass

@@ -1144,8 +1144,8 @@ def test_coder_rejects_short_sections(sample: bytes, length: int) -> None:
 
 @pytest.mark.parametrize(
     "table",
-    [b"\x00", bytes([129]) + bytes(258), b"\x02\x00\x00\x00\x00" + b"\xff" * 2, b"\x01\xff\x01\x00\x00"],
-    ids=["zero-runs", "129-runs", "runs-touch", "run-past-255"],
+    [bytes(8), b"\x01\xf5\x1c", b"k!\x03\x00", b"\x87"],
+    ids=["gamma-too-long", "run-past-255", "implied-not-largest", "fill-bits"],
 )
 def test_hostile_table(sample: bytes, table: bytes) -> None:
     """A non-canonical frequency table (CRC correct) is reported in the table's field."""
