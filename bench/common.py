@@ -9,15 +9,20 @@ MB/s
 ratio
     uncompressed bytes / compressed bytes.
 order-0 bound of a tensor
-    total bytes / sum over the planes of the split rans chose of
+    total bytes / the least, over the splits its dtype allows (section 5 of
+    docs/FORMAT.md: the byte or float planes, and the whole tensor as one
+    plane), of the sum over the split's planes of
     ``n_symbols * min(8, H0(plane)) / 8`` (a constant plane has H0 = 0).
-    It ignores every cost but the payload: no table, no header, no names.
+    It does not depend on the split rans chose (a tensor rans stores whole,
+    raw, is still measured against its planes), and it ignores every cost
+    but the payload: no table, no header, no names. The bound of a file is
+    the sum of its tensors' bounds.
 overhead (bits/weight)
     ``8 * (file bytes - sum of coded words bytes - sum of raw plane bytes) / n``:
     everything that is not payload: preamble, JSON header, alignment padding
     and, per coded plane, its section's side data: the 4-byte section header
     (lanes W, 0, chunk/128), the table, zero padding to a multiple of 4, the
-    states (4*W*K bytes for K chunks of W lanes) and the word counts (4*K).
+    states (4*W*K bytes for K chunks of W lanes) and the stored word counts (4*(K-1)).
 file ratio
     total tensor bytes (sum of nbytes) / size of the file that holds them:
     the .rans file for rans; for ZipNN the .znn.safetensors file its
@@ -114,9 +119,14 @@ def h0(plane: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def bound_bytes(array: np.ndarray, split: str) -> float:
-    """Order-0 payload bytes of ``array`` under ``split``: sum of n * min(8, H0) / 8 over its planes."""
+def bound_bytes(array: np.ndarray, split: str | None = None) -> float:
+    """Order-0 payload bytes of ``array`` under ``split``: sum of n * min(8, H0) / 8 over its planes.
+
+    ``split`` None: the least over the splits the dtype allows (the bound the benchmarks report).
+    """
     array = np.ascontiguousarray(array)
+    if split is None:
+        return min(bound_bytes(array, s) for s in dtypes.splits_of(dtypes.name_of(array.dtype)))
     return float(sum(p.size * min(8.0, h0(p)) / 8 for p in dtypes.split(array, split)))
 
 
@@ -128,12 +138,12 @@ class PlaneAnatomy:
     mode: str
     symbols: int
     section: int = 0  # bytes of the section (0 for const)
-    pad_before: int = 0  # zero bytes before the section (8-byte alignment in the file)
+    pad_before: int = 0  # zero bytes before the section (4-byte alignment in the file)
     header: int = 0  # coded: the 4-byte section header (lanes W, 0, chunk/128)
     table: int = 0  # coded: serialized frequency table bytes
     table_pad: int = 0  # coded: zero bytes after the table, up to a multiple of 4
     states: int = 0  # coded: 4 * W * K
-    counts: int = 0  # coded: 4 * K
+    counts: int = 0  # coded: 4 * (K - 1)
     words: int = 0  # bytes of coded words (payload of a coded plane)
     raw: int = 0  # bytes of a raw plane (payload of a raw plane)
     n_chunks: int = 0
@@ -258,7 +268,7 @@ def anatomy(data: bytes | memoryview) -> FileAnatomy:
                     pa.chunk = sec.chunk
                     pa.freq = sec.freq
                     assert pa.words == 2 * int(sec.counts.sum())
-                    assert pa.states == 4 * lay.lanes * lay.n_chunks and pa.counts == 4 * lay.n_chunks
+                    assert pa.states == 4 * lay.lanes * lay.n_chunks and pa.counts == 4 * (lay.n_chunks - 1)
                     assert pa.side + pa.words == p.length
             ea.planes.append(pa)
         entries.append(ea)
@@ -282,20 +292,24 @@ def cross_entropy_bits(plane: np.ndarray, freq: np.ndarray) -> float:
     return float((counts[present] * np.log2(M / freq[present])).sum())
 
 
-LOSS_CAUSES = ("json", "padding", "raw_plane", "section_header", "table", "table_pad", "states", "word_counts", "quantization", "coder")
+LOSS_CAUSES = ("json", "padding", "split_choice", "raw_plane", "section_header", "table", "table_pad", "states", "word_counts", "quantization", "coder")
 """Per-tensor causes of bytes above the order-0 bound (see :func:`loss_breakdown`)."""
 
 
 def loss_breakdown(ea: EntryAnatomy, array: np.ndarray) -> dict[str, float]:
     """Bytes by which one tensor's storage exceeds its order-0 bound, by cause.
 
-    ``json``: the tensor's header entry (with its comma); ``padding``: zero bytes
-    before its sections (8-byte alignment); ``raw_plane``: planes stored raw
+    The bound is :func:`bound_bytes` with the least split. ``json``: the
+    tensor's header entry (with its comma); ``padding``: zero bytes before its
+    sections (4-byte alignment); ``split_choice``: how far the bound of the split
+    rans chose is above the least one (tensors stored whole, as one raw plane,
+    whose byte planes have less entropy); ``raw_plane``: planes stored raw
     although H0 < 8 (n - n*H0/8); per coded plane, the side data of its section:
     ``section_header`` (4 B: lanes, 0, chunk/128), ``table`` (serialized
     frequencies), ``table_pad`` (zeros after the table up to a multiple of 4),
-    ``states`` (4*W*K) and ``word_counts`` (4*K); ``quantization``:
-    cross-entropy under the 12-bit table minus n*H0; ``coder``: words bytes
+    ``states`` (4*W*K) and ``word_counts`` (4*(K-1)); ``quantization``:
+    cross-entropy under the stored table minus n*H0 (the 12-bit precision,
+    and the coarser tables writers give small planes); ``coder``: words bytes
     minus that cross-entropy (the rANS coder's slack; often negative, since
     the final states carry up to ~16 bits per lane).
     """
@@ -318,9 +332,11 @@ def loss_breakdown(ea: EntryAnatomy, array: np.ndarray) -> dict[str, float]:
             out["word_counts"] += pa.counts
             out["quantization"] += xent - b
             out["coder"] += pa.words - xent
-    out["bound"] = bound
+    least = bound_bytes(array)
+    out["split_choice"] = bound - least
+    out["bound"] = least
     out["stored"] = float(ea.stored)
-    out["excess"] = ea.stored - bound
+    out["excess"] = ea.stored - least
     return out
 
 

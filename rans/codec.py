@@ -13,20 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import container, dtypes
-from .constants import M
 from .errors import ChecksumError, CorruptDataError, InvalidArgumentError, RansError
 from .reference import coder, tables
-
-_COST_FRACTION_BITS = 16
-_COST = np.zeros(M + 1, dtype=np.int64)
-_COST[1:] = np.round(np.log2(M / np.arange(1, M + 1)) * (1 << _COST_FRACTION_BITS)).astype(np.int64)
-"""``_COST[f]``: bits a symbol of frequency ``f`` costs, in units of 2**-16 bit."""
 
 
 def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, table_bytes: int) -> int:
     """Estimated size in bytes of a coded section: header, table, states, counts and words."""
     layout = coder.Layout.of(n, chunk, table_bytes, coder.lanes_for(n))
-    bits = int((counts * _COST[freq]).sum()) >> _COST_FRACTION_BITS
+    bits = int((counts * tables.COST[freq]).sum()) >> tables.COST_FRACTION_BITS
     return layout.words_at + -(-bits // 8)
 
 

@@ -8,7 +8,7 @@ It knows nothing of coding or dtypes beyond the names it validates against;
     header     UTF-8 JSON, stored as it is or compressed with zlib: the
                tensors (name, dtype, shape, planes) and the user metadata
     sections   one per raw or coded plane, in header order, each starting at
-               a multiple of 8 bytes from the start of the file, the gaps
+               a multiple of 4 bytes from the start of the file, the gaps
                filled with zero bytes; the file ends where the last one does.
 """
 
@@ -34,15 +34,15 @@ from .errors import (
 MAGIC = b"\x89RANS\r\n\x1a"
 VERSION = 1
 PREAMBLE = struct.Struct("<8sIIQII")
-ALIGN = 8
+ALIGN = 4
 MAX_ELEMENTS = 1 << 48
 MAX_DIMS = 64
 PLAIN, ZLIB = 0, 1
 """Header encodings: UTF-8 JSON as it is, or a zlib stream of it."""
 MAX_HEADER = 1 << 28
 """The longest header a reader inflates (256 MiB of JSON)."""
-MIN_CODED = 16
-"""The shortest coded section: header, a one-symbol table, one state, one word count."""
+MIN_CODED = 12
+"""The shortest coded section: header, a one-symbol table and its padding, one state (one chunk, no words)."""
 
 
 def crc32(data: bytes | memoryview) -> int:
@@ -51,7 +51,7 @@ def crc32(data: bytes | memoryview) -> int:
 
 
 def align(offset: int) -> int:
-    """The first multiple of 8 at or after ``offset``."""
+    """The first multiple of 4 at or after ``offset``."""
     return -(-offset // ALIGN) * ALIGN
 
 
@@ -126,7 +126,7 @@ class Entry:
 
 
 def sections_crc(blobs: list[bytes]) -> int:
-    """CRC-32 of a tensor's sections laid out as in a file: each 8-aligned, gaps zero."""
+    """CRC-32 of a tensor's sections laid out as in a file: each 4-aligned, gaps zero."""
     crc = 0
     position = 0
     for blob in blobs:
@@ -157,7 +157,7 @@ def layout(entries: Iterable[Entry], data_start: int) -> int:
 
 
 def encode_header(entries: list[Entry], metadata: dict[str, str] | None) -> bytes:
-    """The preamble and JSON header for ``entries``, padded to a multiple of 8 bytes."""
+    """The preamble and JSON header for ``entries``, padded to a multiple of 4 bytes."""
     document: dict[str, Any] = {"tensors": [e.to_json() for e in entries]}
     if metadata:
         document["metadata"] = metadata

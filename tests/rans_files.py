@@ -6,8 +6,8 @@ them back together with every length, offset and CRC-32 correct.
 A file is a 32-byte preamble ``<8sIIQII`` (magic, version, header encoding,
 stored header length, CRC-32 of the stored header, CRC-32 of bytes 0..27),
 the stored header (encoding 0: UTF-8 JSON; 1: a zlib stream of it, which
-writers use when it is shorter), zero bytes up to a multiple of 8, then one
-section per raw or coded plane, each at a multiple of 8 bytes, the gaps
+writers use when it is shorter), zero bytes up to a multiple of 4, then one
+section per raw or coded plane, each at a multiple of 4 bytes, the gaps
 zero. A header tensor entry is ``{"name", "dtype", "shape", "planes",
 "coded", "crc32"}``: ``planes`` holds ``"c"`` (coded), ``"r"`` (raw) or a
 byte (constant) per plane; ``coded`` the lengths of the coded sections
@@ -17,9 +17,10 @@ tensor's first section start to its last section end, padding included
 ``none``, ``itemsize`` planes the dtype's multi-plane split.
 
 A coded section is a 4-byte header ``<BBH`` (lanes ``W``, a zero byte,
-chunk size / 128), the frequency table, zero bytes up to a multiple of 4,
-``uint32`` states ``[chunks][W]``, ``uint32`` word counts ``[chunks]`` and
-``uint16`` words. A raw section is the plane's symbols.
+chunk size / 128), the frequency table (a bit stream, :func:`read_table`), zero bytes up to a multiple of 4,
+``uint32`` states ``[chunks][W]``, ``uint32`` word counts ``[chunks - 1]``
+(the last chunk's count is what the section's length leaves) and ``uint16``
+words. A raw section is the plane's symbols.
 """
 
 from __future__ import annotations
@@ -54,10 +55,6 @@ MODES = {"c": "coded", "r": "raw"}
 
 def crc32(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
-
-
-def align8(offset: int) -> int:
-    return -(-offset // 8) * 8
 
 
 def align4(offset: int) -> int:
@@ -211,7 +208,7 @@ def parse(data: bytes) -> Parsed:
             mode = plane_mode(plane)
             if mode == "const":
                 continue
-            offset = align8(offset)
+            offset = align4(offset)
             lanes = chunk = 0
             if mode == "coded":
                 length = next(coded)
@@ -230,13 +227,13 @@ def header_text(document: Any) -> bytes:
 
 
 def tensor_crc(blobs: list[bytes]) -> int:
-    """The ``crc32`` of a tensor whose sections are ``blobs``: each section 8-aligned, the gaps zero.
+    """The ``crc32`` of a tensor whose sections are ``blobs``: each section 4-aligned, the gaps zero.
 
-    The first section starts at a multiple of 8, so offsets relative to it align like file offsets.
+    The first section starts at a multiple of 4, so offsets relative to it align like file offsets.
     """
     span = bytearray()
     for blob in blobs:
-        span += bytes(align8(len(span)) - len(span))
+        span += bytes(align4(len(span)) - len(span))
         span += blob
     return crc32(bytes(span))
 
@@ -263,9 +260,9 @@ def assemble_stored(
     length = len(stored) if header_length is None else header_length
     head = struct.pack("<8sIIQI", MAGIC, version, encoding, length, crc32(stored))
     out = bytearray(head + struct.pack("<I", crc32(head)) + stored)
-    out += bytes(align8(len(out)) - len(out))
+    out += bytes(align4(len(out)) - len(out))
     for blob in blobs:
-        out += bytes(align8(len(out)) - len(out))
+        out += bytes(align4(len(out)) - len(out))
         out += blob
     return bytes(out)
 
@@ -311,19 +308,70 @@ def replace_section(data: bytes, index: int, blob: bytes) -> bytes:
     return assemble(header_text(document), blobs)
 
 
+def read_table(table: bytes) -> tuple[dict[int, int], int]:
+    """The frequencies (symbol -> f) of the serialized table at the start of ``table``, and its bytes.
+
+    The table is a bit stream, least significant bit of each byte first:
+    ``gamma(R)``, per run ``gamma(start - previous end)`` (the first run's
+    previous end is -1) and ``gamma(length)``; then, with more than one
+    present symbol, ``P - 1`` in 4 bits, the position ``t`` of the implied
+    frequency in ``bit_length(F - 1)`` bits, and every other frequency in
+    symbol order: its bit length ``e`` (``gamma(e)`` first, then
+    ``gamma(zigzag(e - previous e) + 1)``) and the ``min(e, P) - 1`` bits
+    below its leading one; the implied one is 4096 minus the rest. No
+    validation beyond what it takes to read it.
+    """
+    position = 0
+
+    def bits(width: int) -> int:
+        nonlocal position
+        value = 0
+        for i in range(width):
+            byte, bit = divmod(position + i, 8)
+            value |= ((table[byte] >> bit) & 1) << i
+        position += width
+        return value
+
+    def gamma() -> int:
+        zeros = 0
+        while bits(1) == 0:
+            zeros += 1
+        return (1 << zeros) + bits(zeros)
+
+    symbols: list[int] = []
+    end = -1
+    for _ in range(gamma()):
+        start = end + gamma()
+        end = start + gamma()
+        symbols.extend(range(start, end))
+    if len(symbols) == 1:
+        return {symbols[0]: 4096}, -(-position // 8)
+    precision = bits(4) + 1
+    implied = bits((len(symbols) - 1).bit_length())
+    values: list[int] = []
+    e = 0
+    for i in range(len(symbols) - 1):
+        if i == 0:
+            e = gamma()
+        else:
+            zigzag = gamma() - 1
+            e += zigzag // 2 if zigzag % 2 == 0 else -(zigzag + 1) // 2
+        kept = min(e, precision) - 1
+        values.append(((1 << kept) + bits(kept)) << (e - 1 - kept))
+    values.insert(implied, 4096 - sum(values))
+    return dict(zip(symbols, values)), -(-position // 8)
+
+
 def table_length(table: bytes) -> int:
     """Bytes of the serialized frequency table at the start of ``table``."""
-    runs = table[0]
-    symbols = sum(table[2 + 2 * i] + 1 for i in range(runs))
-    pos = 1 + 2 * runs
-    for _ in range(symbols):
-        pos += 2 if table[pos] & 0x80 else 1
-    return pos
+    return read_table(table)[1]
 
 
 @dataclass
 class Coded:
-    """The parts of a coded section; ``lanes``, ``zero`` and ``groups`` are its header's three fields."""
+    """The parts of a coded section; ``lanes``, ``zero`` and ``groups`` are its header's three fields;
+    ``counts`` the word count of every chunk, the last one (not stored) taken from the words, and
+    :meth:`join` stores all but the last."""
 
     lanes: int
     zero: int
@@ -346,7 +394,9 @@ class Coded:
         t = SECTION_HEADER.size + table_length(section[SECTION_HEADER.size :])
         states_at = align4(t)
         counts_at = states_at + 4 * lanes * n_chunks
-        words_at = counts_at + 4 * n_chunks
+        words_at = counts_at + 4 * (n_chunks - 1)
+        stored = np.frombuffer(section[counts_at:words_at], "<u4")
+        words = np.frombuffer(section[words_at:], "<u2").copy()
         return cls(
             lanes,
             zero,
@@ -354,8 +404,8 @@ class Coded:
             section[SECTION_HEADER.size : t],
             section[t:states_at],
             np.frombuffer(section[states_at:counts_at], "<u4").reshape(n_chunks, lanes).copy(),
-            np.frombuffer(section[counts_at:words_at], "<u4").copy(),
-            np.frombuffer(section[words_at:], "<u2").copy(),
+            np.append(stored, len(words) - int(stored.sum())).astype(np.uint32),
+            words,
         )
 
     def join(self) -> bytes:
@@ -364,7 +414,7 @@ class Coded:
             + self.table
             + self.padding
             + self.states.astype("<u4").tobytes()
-            + self.counts.astype("<u4").tobytes()
+            + self.counts[:-1].astype("<u4").tobytes()
             + self.words.astype("<u2").tobytes()
         )
 
@@ -399,7 +449,7 @@ def regions(data: bytes) -> list[tuple[int, int, str, Section | None]]:
             t = SECTION_HEADER.size + table_length(blob[SECTION_HEADER.size :])
             states_at = align4(t)
             counts_at = states_at + 4 * section.lanes * n_chunks
-            words_at = counts_at + 4 * n_chunks
+            words_at = counts_at + 4 * (n_chunks - 1)
             for name, a, b in [
                 ("lanes", 0, 1),
                 ("lanes_zero", 1, 2),

@@ -31,6 +31,7 @@ from rans_files import (
     header_text,
     parse,
     plane_modes,
+    read_table,
     store_header,
     table_length,
     tensor_crc,
@@ -216,7 +217,7 @@ def test_constant_tensors_are_const_planes(name: str, n: int, seed: int, chunk: 
     assert set(modes(data)) == {"const"}
     assert parse(data).sections == []
     assert set(header(data)) == {"name", "dtype", "shape", "planes"}
-    assert len(data) == -(-(32 + parse(data).header_length) // 8) * 8
+    assert len(data) == -(-(32 + parse(data).header_length) // 4) * 4
     assert_identical(x, rans.decompress(data))
 
 
@@ -230,7 +231,8 @@ def test_all_256_symbols(chunk: int) -> None:
     assert modes(data) == ["coded"]
     section = parse(data).blobs[0]
     assert SECTION_HEADER.unpack_from(section) == (writer_lanes(skewed.size), 0, chunk // 128)
-    assert section[4:7] == bytes([1, 0, 255])
+    assert section[4:7] == bytes([3, 4, 0])  # bits 1 | 1 | 00000000 1 00000000: one run, from symbol 0, of 256
+    assert sorted(read_table(section[4:])[0]) == list(range(256))
     assert_identical(skewed, rans.decompress(data))
     uniform = rng.permutation(np.tile(np.arange(256, dtype=np.uint8), 8))
     data = rans.compress(uniform, chunk_size=chunk)

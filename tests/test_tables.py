@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,8 +14,8 @@ from rans.constants import M
 from rans.reference import tables
 
 
-def quantize_by_the_book(counts: list[int]) -> list[int]:
-    """``tables.quantize`` written again, plainly, from its documented steps."""
+def scale_by_the_book(counts: list[int]) -> list[int]:
+    """``tables.scale`` written again, plainly, from its documented steps (FORMAT.md 3.1, steps 1-3)."""
     total = sum(counts)
     freq = [c * M // total for c in counts]
     raised = [c > 0 and f == 0 for c, f in zip(counts, freq)]
@@ -28,6 +30,27 @@ def quantize_by_the_book(counts: list[int]) -> list[int]:
         largest = max(freq)
         freq[freq.index(largest)] -= 1
     return freq
+
+
+def quantize_by_the_book(counts: list[int]) -> list[int]:
+    """``tables.quantize`` written again from FORMAT.md 3.1: the cheapest of the rounded candidates."""
+    exact = scale_by_the_book(counts)
+    top = exact.index(max(exact))
+    cost = [0] + [round(math.log2(M / f) * 2**16) for f in range(1, M + 1)]
+    best, best_cost = None, None
+    for precision in range(12, 0, -1):
+        g = list(exact)
+        for s, f in enumerate(exact):
+            e = f.bit_length()
+            if s != top and f and e > precision:
+                g[s] = ((f >> (e - precision - 1)) + 1) >> 1 << (e - precision)
+        g[top] = M - (sum(g) - g[top])
+        if g[top] <= max(g[:top], default=0) or g[top] < max(g[top + 1 :], default=0):
+            continue
+        total = 8 * len(tables.serialize(np.array(g))) * 2**16 + sum(c * cost[f] for c, f in zip(counts, g))
+        if best_cost is None or total < best_cost:
+            best, best_cost = g, total
+    return best
 
 
 @st.composite
@@ -63,59 +86,91 @@ def test_quantize_properties(counts: np.ndarray) -> None:
 
 
 @given(symbol_counts())
+def test_scale_matches_its_specification(counts: np.ndarray) -> None:
+    """scale equals a plain re-implementation of its documented steps, and is deterministic."""
+    freq = tables.scale(counts)
+    assert freq.tolist() == scale_by_the_book(counts.tolist())
+    assert tables.scale(counts.copy()).tolist() == freq.tolist()
+
+
+@given(symbol_counts())
 def test_quantize_matches_its_specification(counts: np.ndarray) -> None:
-    """quantize equals a plain re-implementation of its documented steps, and is deterministic."""
+    """quantize equals a plain re-implementation of FORMAT.md 3.1, and is deterministic."""
     freq = tables.quantize(counts)
     assert freq.tolist() == quantize_by_the_book(counts.tolist())
     assert tables.quantize(counts.copy()).tolist() == freq.tolist()
 
 
-def test_quantize_single_symbol() -> None:
+@given(symbol_counts())
+def test_quantize_costs_no_more_than_the_exact_table(counts: np.ndarray) -> None:
+    """The chosen table's bytes plus its coded bits never exceed those of the exact table."""
+
+    def bits(freq: np.ndarray) -> int:
+        return (8 * len(tables.serialize(freq)) << 16) + int((counts * tables.COST[freq]).sum())
+
+    assert bits(tables.quantize(counts)) <= bits(tables.scale(counts))
+
+
+def test_small_planes_get_coarse_tables_large_ones_exact() -> None:
+    """A 2,000-symbol plane of 60 symbols gets a shorter, coarser table; 10 million symbols keep the exact one."""
+    rng = np.random.default_rng(0)
+    p = np.exp(-np.linspace(-3, 3, 60) ** 2)
+    small = np.zeros(256, dtype=np.int64)
+    small[40:100] = np.bincount(rng.choice(60, 2000, p=p / p.sum()), minlength=60)
+    coarse, exact = tables.quantize(small), tables.scale(small)
+    assert len(tables.serialize(coarse)) < len(tables.serialize(exact)) - 10
+    assert (coarse != exact).any()
+    large = np.zeros(256, dtype=np.int64)
+    large[40:100] = np.round(1e7 * p / p.sum()).astype(np.int64) + 1
+    assert tables.quantize(large).tolist() == tables.scale(large).tolist()
+
+
+def test_scale_single_symbol() -> None:
     """A plane of one symbol gives it all of M."""
     counts = np.zeros(256, dtype=np.int64)
     counts[77] = 5
-    freq = tables.quantize(counts)
+    freq = tables.scale(counts)
     assert freq[77] == M
     assert np.count_nonzero(freq) == 1
 
 
-def test_quantize_ties_go_to_the_smaller_symbol() -> None:
+def test_scale_ties_go_to_the_smaller_symbol() -> None:
     """Three equal counts leave one unit over (3 * 1365 = 4095): the smallest symbol gets it."""
     counts = np.zeros(256, dtype=np.int64)
     counts[[200, 7, 50]] = 10
-    freq = tables.quantize(counts)
+    freq = tables.scale(counts)
     assert freq[7] == 1366
     assert freq[50] == freq[200] == 1365
 
 
-def test_quantize_largest_remainder_first() -> None:
+def test_scale_largest_remainder_first() -> None:
     """Missing units go to the largest remainders, whatever their symbol value."""
     counts = np.zeros(256, dtype=np.int64)
     counts[[1, 2, 3]] = [1, 1, 2]  # scaled: 1024, 1024, 2048 exactly, nothing missing
-    assert tables.quantize(counts)[[1, 2, 3]].tolist() == [1024, 1024, 2048]
+    assert tables.scale(counts)[[1, 2, 3]].tolist() == [1024, 1024, 2048]
     counts[[1, 2, 3]] = [1, 3, 3]  # 4096 / 7 = 585.14, 4096 * 3 / 7 = 1755.43 (x2): one unit missing
-    assert tables.quantize(counts)[[1, 2, 3]].tolist() == [585, 1756, 1755]
+    assert tables.scale(counts)[[1, 2, 3]].tolist() == [585, 1756, 1755]
 
 
-def test_quantize_sum_above_m() -> None:
+def test_scale_sum_above_m() -> None:
     """One huge count and 255 rare ones: the rare ones are raised to 1, the excess is taken from the largest."""
     counts = np.ones(256, dtype=np.int64)
     counts[0] = 10**6
-    freq = tables.quantize(counts)
+    freq = tables.scale(counts)
     assert (freq[1:] == 1).all()
     assert freq[0] == M - 255
 
 
-def test_quantize_sum_above_m_ties() -> None:
+def test_scale_sum_above_m_ties() -> None:
     """Excess taken from tied largest frequencies alternates, starting at the smaller symbol."""
     counts = np.ones(256, dtype=np.int64)
     counts[[3, 9]] = 10**6
-    freq = tables.quantize(counts)
+    freq = tables.scale(counts)
     assert int(freq.sum()) == M
     assert freq[3] + freq[9] == M - 254
     assert freq[3] == freq[9]
     counts[200] = 0  # one rare symbol fewer, an odd excess: symbol 3 gives one more than symbol 9
-    freq = tables.quantize(counts)
+    freq = tables.scale(counts)
     assert freq[3] == freq[9] - 1
 
 
@@ -130,11 +185,8 @@ def test_serialize_parse_round_trip(freq: np.ndarray) -> None:
 
 @given(valid_tables())
 def test_serialized_size(freq: np.ndarray) -> None:
-    """The serialized size is 1 + 2 per run + 1 or 2 per present symbol (2 when freq - 1 >= 128)."""
-    present = np.flatnonzero(freq)
-    runs = 1 + int(np.count_nonzero(np.diff(present) != 1))
-    expected = 1 + 2 * runs + sum(1 if f - 1 < 128 else 2 for f in freq[present].tolist())
-    assert len(tables.serialize(freq)) == expected
+    """serialized_size, which quantize uses to compare candidates, is the length serialize writes."""
+    assert tables.serialized_size(freq) == len(tables.serialize(freq))
 
 
 @given(st.binary(min_size=0, max_size=600))
@@ -149,40 +201,74 @@ def test_parse_accepts_only_canonical_tables(data: bytes) -> None:
     assert tables.serialize(freq) == data[:used]
 
 
-def table_bytes(runs: list[tuple[int, int]], values: list[int]) -> bytes:
-    """A table from (gap, length) runs and raw ``freq - 1`` values (one or two bytes each)."""
-    out = bytearray([len(runs)])
+class Bits:
+    """A bit stream written field by field, least significant bit of each byte first (FORMAT.md 3.2)."""
+
+    def __init__(self) -> None:
+        self.out: list[int] = []
+
+    def bits(self, value: int, width: int) -> "Bits":
+        self.out += [(value >> i) & 1 for i in range(width)]
+        return self
+
+    def gamma(self, value: int) -> "Bits":
+        n = value.bit_length()
+        return self.bits(0, n - 1).bits(1, 1).bits(value - (1 << (n - 1)), n - 1)
+
+    def bytes(self) -> bytes:
+        padded = self.out + [0] * (-len(self.out) % 8)
+        return bytes(sum(b << i for i, b in enumerate(padded[k : k + 8])) for k in range(0, len(padded), 8))
+
+
+def table_bytes(runs: list[tuple[int, int]], precision: int = 0, implied: int = 0, values: list[int] = ()) -> Bits:
+    """A table from (start - previous end, length) runs and, if ``values``, ``P``, ``t`` and the stored frequencies."""
+    out = Bits().gamma(len(runs))
     for gap, length in runs:
-        out += bytes([gap, length - 1])
-    for v in values:
-        out += bytes([v]) if v < 0x80 else bytes([0x80 | (v & 0x7F), v >> 7])
-    return bytes(out)
+        out.gamma(gap).gamma(length)
+    symbols = sum(length for _, length in runs)
+    if values:
+        out.bits(precision - 1, 4).bits(implied, (symbols - 1).bit_length())
+        previous = None
+        for f in values:
+            e = f.bit_length()
+            if previous is None:
+                out.gamma(e)
+            else:
+                change = e - previous
+                out.gamma((2 * change if change >= 0 else -2 * change - 1) + 1)
+            previous = e
+            kept = min(e, precision) - 1
+            out.bits((f >> (e - 1 - kept)) - (1 << kept), kept)
+    return out
 
 
 def test_table_bytes_helper_matches_serialize() -> None:
     """The hand-made tables below use the same encoding as serialize."""
     freq = np.zeros(256, dtype=np.int64)
     freq[[3, 4, 10]] = [4000, 90, 6]
-    assert table_bytes([(3, 2), (5, 1)], [3999, 89, 5]) == tables.serialize(freq)
+    assert table_bytes([(4, 2), (5, 1)], 6, 0, [90, 6]).bytes() == tables.serialize(freq)
+    freq[[3, 4, 10]] = [1024, 2048, 1024]
+    assert table_bytes([(4, 2), (5, 1)], 1, 1, [1024, 1024]).bytes() == tables.serialize(freq)
 
 
 NON_CANONICAL = {
     "empty": b"",
-    "zero-runs": b"\x00",
-    "129-runs": bytes([129]) + b"\x01\x00" * 129 + b"\x1f" * 129,
-    "255-runs": bytes([255]) + b"\x00" * 600,
-    "runs-touch": table_bytes([(0, 1), (0, 1)], [2047, 2047]),
-    "run-past-255": table_bytes([(255, 2)], [2047, 2047]),
-    "second-run-past-255": table_bytes([(0, 1), (200, 100)], [0] * 101),
-    "non-minimal-leb128": bytes([1, 0, 1, 0x80 | 5, 0x00, 0xF9, 0x1F]),
-    "freq-4097": table_bytes([(0, 1)], [4096]),
-    "freq-max-leb128": bytes([1, 0, 0, 0xFF, 0xFF]),
-    "sum-4095": table_bytes([(0, 1)], [4094]),
-    "sum-4097": table_bytes([(0, 2)], [2047, 2048]),
-    "sum-256": table_bytes([(0, 256)], [0] * 256),
-    "truncated-runs": bytes([2, 0, 0]),
-    "truncated-values": table_bytes([(0, 2)], [2047, 2047])[:-1],
-    "truncated-leb128": table_bytes([(0, 1)], [4095])[:-1],
+    "zero-bytes": bytes(8),
+    "129-runs": table_bytes([(1, 1)] + [(1, 1)] * 128, 1, 0, [1] * 128 + [M - 2 * 128 + 1]).bytes(),
+    "run-past-255": table_bytes([(250, 7)]).bytes(),
+    "second-run-past-255": table_bytes([(1, 1), (200, 100)], 1, 0, [1] * 100).bytes(),
+    "precision-13": table_bytes([(1, 2)], 13, 0, [2047]).bytes(),
+    "precision-not-least": table_bytes([(1, 2)], 3, 0, [1024]).bytes(),
+    "implied-out-of-range": table_bytes([(1, 3)], 1, 3, [1, 1]).bytes(),
+    "implied-not-largest": table_bytes([(1, 2)], 12, 0, [2049]).bytes(),
+    "implied-tie-not-first": table_bytes([(1, 2)], 1, 1, [2048]).bytes(),
+    "implied-below-1": table_bytes([(1, 3)], 1, 0, [2048, 2048]).bytes(),
+    "bit-length-13": table_bytes([(1, 2)], 1, 0, [4096]).bytes(),
+    "bit-length-0": Bits().gamma(1).gamma(1).gamma(3).bits(0, 4).bits(0, 2).gamma(1).gamma(2).bytes(),
+    "gamma-too-long": Bits().bits(0, 9).bits(1, 1).bits(0, 9).bytes(),
+    "fill-bits": bytes([tables.serialize(np.array([M] + [0] * 255))[0] | 0x80]),
+    "truncated-runs": Bits().gamma(2).gamma(1).gamma(1).bytes(),
+    "truncated-values": table_bytes([(1, 2)], 12, 0, [2047]).bytes()[:-1],
 }
 
 
@@ -204,13 +290,15 @@ def test_parse_rejects_every_truncation(freq: np.ndarray, data: st.DataObject) -
 
 
 def test_full_alphabet_tables() -> None:
-    """All 256 symbols form one run; a frequency above 128 takes two LEB128 bytes."""
+    """All 256 symbols form one run; equal frequencies cost a few bits each, precision 1 when all are powers of two."""
     freq = np.full(256, 16, dtype=np.int64)
-    assert tables.serialize(freq) == bytes([1, 0, 255]) + bytes([15] * 256)
+    blob = tables.serialize(freq)
+    assert blob == table_bytes([(1, 256)], 1, 0, [16] * 255).bytes()
+    assert len(blob) == 37  # 1 + 1 + 17 + 4 + 8 + 5 + 254 bits
     freq[:] = 1
     freq[255] = M - 255
     blob = tables.serialize(freq)
-    assert blob == bytes([1, 0, 255]) + bytes(255) + bytes([0x80 | (3840 & 0x7F), 3840 >> 7])
+    assert blob == table_bytes([(1, 256)], 1, 255, [1] * 255).bytes()
     assert tables.parse(blob)[0].tolist() == freq.tolist()
 
 

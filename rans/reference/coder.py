@@ -32,8 +32,10 @@ sub-step at once, with NumPy arrays of shape ``(chunks, W)``.
 A coded section holds, in this order (``docs/FORMAT.md``, "Coded planes"):
 a 4-byte header (``uint8`` lane count ``W``, a zero byte, ``uint16`` chunk
 size over 128), the frequency table, zero bytes up to a multiple of 4, the
-initial decoder states (``uint32[chunks][W]``), each chunk's word count
-(``uint32[chunks]``) and the words of all chunks (``uint16``, little-endian).
+initial decoder states (``uint32[chunks][W]``), the word count of each
+chunk but the last (``uint32[chunks - 1]``; the last one is what the
+section's length leaves) and the words of all chunks (``uint16``,
+little-endian).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Layout:
         n_chunks = -(-n // chunk)
         states_at = -(-(HEADER_BYTES + table_bytes) // 4) * 4
         counts_at = states_at + 4 * lanes * n_chunks
-        return cls(lanes, n_chunks, table_bytes, states_at, counts_at, counts_at + 4 * n_chunks)
+        return cls(lanes, n_chunks, table_bytes, states_at, counts_at, counts_at + 4 * (n_chunks - 1))
 
 
 def lanes_for(n: int) -> int:
@@ -179,7 +181,7 @@ def encode(
     out = bytearray(layout.words_at + 2 * total)
     out[: len(head)] = head
     out[layout.states_at : layout.counts_at] = x.astype("<u4").tobytes()
-    out[layout.counts_at : layout.words_at] = n_emitted.astype("<u4").tobytes()
+    out[layout.counts_at : layout.words_at] = n_emitted[:-1].astype("<u4").tobytes()
     out[layout.words_at :] = words.astype("<u2").tobytes()
     return bytes(out)
 
@@ -198,8 +200,8 @@ def _encode_in_parallel(plane: np.ndarray, chunk: int, freq: np.ndarray, workers
     out = bytearray(layout.states_at - HEADER_BYTES - layout.table_bytes)
     for part, g in zip(parts, geometry):
         out += part[g.states_at : g.counts_at]
-    for part, g in zip(parts, geometry):
-        out += part[g.counts_at : g.words_at]
+    counts = np.concatenate([read_section(part, s.size).counts for part, s in zip(parts, slices)])
+    out += counts[:-1].astype("<u4").tobytes()
     for part, g in zip(parts, geometry):
         out += part[g.words_at :]
     return bytes(out)
@@ -250,13 +252,22 @@ def read_section(section: bytes | memoryview, n: int, field: str = "plane") -> S
         raise CorruptDataError("padding after the frequency table is not zero", field=field)
     lengths = _chunk_lengths(n, chunk, layout.n_chunks)
     states = np.frombuffer(section[layout.states_at : layout.counts_at], dtype="<u4").reshape(layout.n_chunks, lanes)
-    counts = np.frombuffer(section[layout.counts_at : layout.words_at], dtype="<u4").astype(np.int64)
-    too_many = np.flatnonzero(counts > lengths)
+    stored = np.frombuffer(section[layout.counts_at : layout.words_at], dtype="<u4").astype(np.int64)
+    too_many = np.flatnonzero(stored > lengths[:-1])
     if too_many.size:
         raise CorruptDataError("word count exceeds the chunk's symbols", field=field, chunk=int(too_many[0]))
-    expected = layout.words_at + 2 * int(counts.sum())
-    if len(section) != expected:
-        raise CorruptDataError(f"coded section is {len(section)} bytes; its word counts say {expected}", field=field)
+    if (len(section) - layout.words_at) % 2:
+        raise CorruptDataError(f"coded section of {len(section)} bytes ends in half a word", field=field)
+    # The last chunk's word count is not stored: it is what the others leave of the words.
+    last = (len(section) - layout.words_at) // 2 - int(stored.sum())
+    if last < 0:
+        raise CorruptDataError(
+            f"coded section is {len(section)} bytes; its word counts say at least {layout.words_at + 2 * int(stored.sum())}",
+            field=field,
+        )
+    if last > lengths[-1]:
+        raise CorruptDataError("word count exceeds the chunk's symbols", field=field, chunk=layout.n_chunks - 1)
+    counts = np.append(stored, last)
     words = np.frombuffer(section[layout.words_at :], dtype="<u2")
     return Section(freq, chunk, layout, lengths, states, counts, words)
 
