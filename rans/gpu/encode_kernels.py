@@ -339,7 +339,7 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, crcs
 
 @cuda.jit
 def compact(planes, chunk_plane, first_word, scratch16, states, counts, out16, out32):
-    """Move every coded chunk's states, word count and words from scratch into its section.
+    """Move every coded chunk's states, word count (all chunks' but the last) and words into its section.
 
     Block ``b`` handles chunk ``b`` of the file (``chunk_plane[b]`` its
     plane); ``first_word[b]`` is the index of its first word in its plane's
@@ -355,7 +355,7 @@ def compact(planes, chunk_plane, first_word, scratch16, states, counts, out16, o
         n = counts[g]
         if tid < lanes:
             out32[(planes[p, K_STATES] >> 2) + c * lanes + tid] = states[g * LANES + tid]
-        if tid == 0:
+        if tid == 0 and c + 1 < planes[p, K_CHUNKS]:
             out32[(planes[p, K_COUNTS] >> 2) + c] = n
         src = planes[p, K_SCRATCH] + (c + 1) * chunk - n
         dst = (planes[p, K_WORDS] >> 1) + first_word[g]
