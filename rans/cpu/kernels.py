@@ -1,0 +1,146 @@
+"""The hot loops of the CPU codec, compiled by Numba: one chunk per thread.
+
+Each function mirrors a loop of :mod:`rans.reference.coder` symbol by
+symbol. A chunk's lanes are visited in the reference's interleaved order
+(steps and sub-steps, lanes within a sub-step), so one state array of
+``W`` entries per chunk replaces the reference's ``(chunks, W)`` arrays
+and the words come out already in the stream's order:
+
+* the encoder walks steps, sub-steps and lanes all descending, which is
+  the order in which the reference emits words (lanes emit in descending
+  order), and stores each word just before the previous one, which is
+  the reversal the reference applies at the end;
+* the decoder walks them all ascending and takes words front to back.
+
+The encoder divides by a symbol's frequency ``f`` through a double
+reciprocal: ``x < f << 20`` when it divides, so ``x / f < 2**20`` and the
+product ``x * (1 / f)`` is within ``2**-32`` of it, while the quotient's
+fraction is a multiple of ``1 / f >= 2**-12``; adding ``2**-16`` before
+truncating therefore gives ``x // f`` exactly.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from ..constants import ENCODE_SHIFT, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
+
+_NUDGE = 2.0**-16
+_WORD_MASK = (1 << WORD_BITS) - 1
+_SLOT_MASK = M - 1
+BATCH = 64
+"""Chunks the encoder codes between two compactions of their words (bounds its scratch memory)."""
+
+
+@nb.njit(cache=True, nogil=True)
+def _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states, scratch):
+    """Code ``symbols[start : start + length]``; the words end at ``scratch[length]``. Returns the word count."""
+    x = np.full(lanes, STATE_LOW, dtype=np.int64)
+    pos = length
+    per_step = lanes * RUN
+    for step in range((length + per_step - 1) // per_step - 1, -1, -1):
+        for sub in range(RUN - 1, -1, -1):
+            for lane in range(lanes - 1, -1, -1):
+                k = (step * lanes + lane) * RUN + sub
+                if k >= length:
+                    continue
+                s = symbols[start + k]
+                state = x[lane]
+                if state >= limit[s]:
+                    pos -= 1
+                    scratch[pos] = state & _WORD_MASK
+                    state >>= WORD_BITS
+                    q = np.int64(state * recip[s] + _NUDGE)
+                else:
+                    q = np.int64(state * recip[s] + _NUDGE)
+                x[lane] = state + q * gain[s] + cum[s]
+    states[:] = x
+    return length - pos
+
+
+@nb.njit(parallel=True, cache=True)
+def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
+    """Code every chunk of ``symbols``; fill ``states`` (chunks, lanes) and ``counts``; write the words to ``words``.
+
+    Returns the total word count. ``words`` must hold one word per symbol.
+    """
+    n = symbols.size
+    n_chunks = states.shape[0]
+    limit = np.empty(256, dtype=np.int64)
+    recip = np.empty(256, dtype=np.float64)
+    gain = np.empty(256, dtype=np.int64)
+    for s in range(256):
+        f = max(freq[s], 1)
+        limit[s] = f << ENCODE_SHIFT
+        recip[s] = 1.0 / f
+        gain[s] = M - f
+    batch = min(BATCH, n_chunks)
+    scratch = np.empty((batch, chunk), dtype=np.uint16)
+    total = 0
+    for first in range(0, n_chunks, batch):
+        last = min(first + batch, n_chunks)
+        for i in nb.prange(first, last):
+            start = i * chunk
+            length = min(chunk, n - start)
+            counts[i] = _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states[i], scratch[i - first])
+        for i in range(first, last):
+            length = min(chunk, n - i * chunk)
+            c = counts[i]
+            words[total : total + c] = scratch[i - first, length - c : length]
+            total += c
+    return total
+
+
+@nb.njit(cache=True, nogil=True)
+def _decode_chunk(section, first_word, end_word, initial, start, length, lanes, symbol_of, freq, cum, out):
+    """Decode one chunk into ``out[start : start + length]``; 0 if it ends well, 1 if its words are off, 2 if a state is."""
+    x = initial.astype(np.int64)
+    w = first_word
+    per_step = lanes * RUN
+    for step in range((length + per_step - 1) // per_step):
+        for sub in range(RUN):
+            for lane in range(lanes):
+                k = (step * lanes + lane) * RUN + sub
+                if k >= length:
+                    continue
+                state = x[lane]
+                slot = state & _SLOT_MASK
+                s = symbol_of[slot]
+                state = freq[s] * (state >> PROB_BITS) + slot - cum[s]
+                if state < STATE_LOW:
+                    word = 0
+                    if w < end_word:
+                        word = np.int64(section[2 * w]) | (np.int64(section[2 * w + 1]) << 8)
+                    state = (state << WORD_BITS) | word
+                    w += 1
+                x[lane] = state
+                out[start + k] = s
+    if w != end_word:
+        return 1
+    for lane in range(lanes):
+        if x[lane] != STATE_LOW:
+            return 2
+    return 0
+
+
+@nb.njit(parallel=True, cache=True)
+def decode_chunks(words, chunk, lanes, symbol_of, freq, cum, states, counts, out):
+    """Decode every chunk into ``out``; return each chunk's status (see :func:`_decode_chunk`).
+
+    ``words`` is the section's word area as bytes; a chunk never reads past
+    the words its count gives it (it reads zeros instead, and fails).
+    """
+    n = out.size
+    n_chunks = states.shape[0]
+    first = np.empty(n_chunks, dtype=np.int64)
+    total = 0
+    for i in range(n_chunks):
+        first[i] = total
+        total += counts[i]
+    status = np.zeros(n_chunks, dtype=np.int8)
+    for i in nb.prange(n_chunks):
+        start = i * chunk
+        length = min(chunk, n - start)
+        status[i] = _decode_chunk(words, first[i], first[i] + counts[i], states[i], start, length, lanes, symbol_of, freq, cum, out)
+    return status
