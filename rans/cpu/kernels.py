@@ -29,8 +29,9 @@ from ..constants import ENCODE_SHIFT, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
 _NUDGE = 2.0**-16
 _WORD_MASK = (1 << WORD_BITS) - 1
 _SLOT_MASK = M - 1
-BATCH = 64
-"""Chunks the encoder codes between two compactions of their words (bounds its scratch memory)."""
+SCRATCH_WORDS = 1 << 23
+"""Words of scratch (16 MiB) the encoder codes chunks into between two compactions: bounds its memory
+while keeping the threads' meeting points few (each is costly on a busy machine)."""
 
 
 @nb.njit(cache=True, nogil=True)
@@ -75,8 +76,8 @@ def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
         limit[s] = f << ENCODE_SHIFT
         recip[s] = 1.0 / f
         gain[s] = M - f
-    batch = min(BATCH, n_chunks)
-    scratch = np.empty((batch, chunk), dtype=np.uint16)
+    batch = max(1, min(n_chunks, SCRATCH_WORDS // chunk))
+    scratch = np.empty((batch, min(chunk, n)), dtype=np.uint16)
     total = 0
     for first in range(0, n_chunks, batch):
         last = min(first + batch, n_chunks)
