@@ -14,6 +14,7 @@ from ..errors import CorruptDataError, InvalidArgumentError
 from ..reference import tables
 from ..reference.coder import HEADER, HEADER_BYTES, Layout, check_chunk, lanes_for, read_section
 from . import kernels
+from .planes import count
 
 
 def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, lanes: int | None = None) -> memoryview:
@@ -57,7 +58,7 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, lanes:
         raise InvalidArgumentError(f"lanes must be a power of two from 1 to 32, not {lanes!r}")
     lanes = int(lanes)
     if freq is None:
-        freq = tables.quantize(tables.count(plane))
+        freq = tables.quantize(count(plane))
     freq = np.ascontiguousarray(freq, dtype=np.int64)
     head = HEADER.pack(lanes, 0, chunk // GROUP) + tables.serialize(freq)
     layout = Layout.of(n, chunk, len(head) - HEADER_BYTES, lanes)
@@ -70,6 +71,14 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, lanes:
     total = kernels.encode_chunks(plane, chunk, lanes, freq, tables.cumulative(freq), states, counts, words)
     out[layout.counts_at : layout.words_at].view("<u4")[:] = counts
     return memoryview(out[: layout.words_at + 2 * total])
+
+
+def slot_table(freq: np.ndarray) -> np.ndarray:
+    """``uint32[M]``: each slot's symbol, its frequency less one and its offset in the symbol's slots, packed."""
+    symbol = tables.slot_symbols(freq).astype(np.uint32)
+    f = freq[symbol].astype(np.uint32)
+    bias = np.arange(freq.sum(), dtype=np.uint32) - tables.cumulative(freq)[symbol].astype(np.uint32)
+    return symbol | ((f - 1) << 8) | (bias << 20)
 
 
 def decode(section: bytes | memoryview, n: int, field: str = "plane", out: np.ndarray | None = None) -> np.ndarray:
@@ -106,13 +115,10 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane", out: np.nd
     bad = np.flatnonzero((initial < STATE_LOW).any(axis=1))
     if bad.size:
         raise CorruptDataError(f"initial state below L = {STATE_LOW}", field=field, chunk=int(bad[0]))
-    words = np.frombuffer(memoryview(section)[layout.words_at :], dtype=np.uint8)
     if out is None:
         out = np.empty(n, dtype=np.uint8)
-    freq = parsed.freq
-    status = kernels.decode_chunks(
-        words, parsed.chunk, layout.lanes, tables.slot_symbols(freq), freq, tables.cumulative(freq), initial, parsed.counts, out
-    )
+    words = parsed.words if parsed.words.size else np.zeros(1, dtype=np.uint16)
+    status = kernels.decode_chunks(words, parsed.chunk, layout.lanes, slot_table(parsed.freq), initial, parsed.counts, out)
     bad = np.flatnonzero(status)
     if bad.size:
         i = int(bad[0])

@@ -36,7 +36,13 @@ while keeping the threads' meeting points few (each is costly on a busy machine)
 
 @nb.njit(cache=True, nogil=True)
 def _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states, scratch):
-    """Code ``symbols[start : start + length]``; the words end at ``scratch[length]``. Returns the word count."""
+    """Code ``symbols[start : start + length]``; the words end at ``scratch[length]``. Returns the word count.
+
+    Branchless: every symbol writes its state's low word to the next free
+    place (just before the last word) and claims it only if it emits; that
+    place is always inside ``scratch`` because a chunk never has more words
+    than symbols.
+    """
     x = np.full(lanes, STATE_LOW, dtype=np.int64)
     pos = length
     per_step = lanes * RUN
@@ -48,13 +54,11 @@ def _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states
                     continue
                 s = symbols[start + k]
                 state = x[lane]
-                if state >= limit[s]:
-                    pos -= 1
-                    scratch[pos] = state & _WORD_MASK
-                    state >>= WORD_BITS
-                    q = np.int64(state * recip[s] + _NUDGE)
-                else:
-                    q = np.int64(state * recip[s] + _NUDGE)
+                emit = state >= limit[s]
+                scratch[pos - 1] = state & _WORD_MASK
+                pos -= emit
+                state = (state >> WORD_BITS) if emit else state
+                q = np.int64(state * recip[s] + _NUDGE)
                 x[lane] = state + q * gain[s] + cum[s]
     states[:] = x
     return length - pos
@@ -94,10 +98,19 @@ def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
 
 
 @nb.njit(cache=True, nogil=True)
-def _decode_chunk(section, first_word, end_word, initial, start, length, lanes, symbol_of, freq, cum, out):
-    """Decode one chunk into ``out[start : start + length]``; 0 if it ends well, 1 if its words are off, 2 if a state is."""
+def _decode_chunk(words, first_word, end_word, initial, start, length, lanes, slots, out):
+    """Decode one chunk into ``out[start : start + length]``; 0 if it ends well, 1 if its words are off, 2 if a state is.
+
+    ``slots[slot]`` packs the slot's symbol (bits 0-7), its frequency less one
+    (bits 8-19) and ``slot - cum[symbol]`` (bits 20-31). Renormalization is
+    branchless: every symbol fetches the next word and keeps it only if the
+    state fell below ``L``. A chunk that reads past its words reads its
+    neighbour's (never past the section: the index is clamped), and fails
+    whatever they hold, as its word count is then wrong.
+    """
     x = initial.astype(np.int64)
     w = first_word
+    top = words.size - 1
     per_step = lanes * RUN
     for step in range((length + per_step - 1) // per_step):
         for sub in range(RUN):
@@ -106,17 +119,13 @@ def _decode_chunk(section, first_word, end_word, initial, start, length, lanes, 
                 if k >= length:
                     continue
                 state = x[lane]
-                slot = state & _SLOT_MASK
-                s = symbol_of[slot]
-                state = freq[s] * (state >> PROB_BITS) + slot - cum[s]
-                if state < STATE_LOW:
-                    word = 0
-                    if w < end_word:
-                        word = np.int64(section[2 * w]) | (np.int64(section[2 * w + 1]) << 8)
-                    state = (state << WORD_BITS) | word
-                    w += 1
-                x[lane] = state
-                out[start + k] = s
+                entry = np.int64(slots[state & _SLOT_MASK])
+                state = (((entry >> 8) & 0xFFF) + 1) * (state >> PROB_BITS) + (entry >> 20)
+                word = np.int64(words[min(w, top)])
+                need = state < STATE_LOW
+                x[lane] = ((state << WORD_BITS) | word) if need else state
+                w += need
+                out[start + k] = entry & 0xFF
     if w != end_word:
         return 1
     for lane in range(lanes):
@@ -126,11 +135,10 @@ def _decode_chunk(section, first_word, end_word, initial, start, length, lanes, 
 
 
 @nb.njit(parallel=True, cache=True)
-def decode_chunks(words, chunk, lanes, symbol_of, freq, cum, states, counts, out):
+def decode_chunks(words, chunk, lanes, slots, states, counts, out):
     """Decode every chunk into ``out``; return each chunk's status (see :func:`_decode_chunk`).
 
-    ``words`` is the section's word area as bytes; a chunk never reads past
-    the words its count gives it (it reads zeros instead, and fails).
+    ``words`` is the section's words, at least one (a zero where there are none).
     """
     n = out.size
     n_chunks = states.shape[0]
@@ -143,5 +151,5 @@ def decode_chunks(words, chunk, lanes, symbol_of, freq, cum, states, counts, out
     for i in nb.prange(n_chunks):
         start = i * chunk
         length = min(chunk, n - start)
-        status[i] = _decode_chunk(words, first[i], first[i] + counts[i], states[i], start, length, lanes, symbol_of, freq, cum, out)
+        status[i] = _decode_chunk(words, first[i], first[i] + counts[i], states[i], start, length, lanes, slots, out)
     return status
