@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 import rans
 from rans import backends, container, cpu, dtypes
+from rans.cpu import kernels
+from rans.cpu import planes as planes_module
 from rans.constants import LANE_COUNTS
 from rans.errors import CorruptDataError, InvalidArgumentError, RansError
 from rans.reference import coder, tables
@@ -27,6 +29,16 @@ from rans_files import assert_identical, parse, replace_section, sample_file
 from test_malformed import HOSTILE_SECTIONS, Q_SYMBOLS, mutate, mutations, section_index
 
 CHUNKS = st.sampled_from([128, 256, 384, 512, 1024, 4096])
+LENIENT = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(autouse=True, params=["threads", "one-thread"])
+def paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with every plane shared among threads, and with none (the small-plane code)."""
+    smallest = 0 if request.param == "threads" else 1 << 62
+    monkeypatch.setattr(kernels, "PARALLEL_MIN", smallest)
+    monkeypatch.setattr(planes_module, "PARALLEL_MIN", smallest)
+    return request.param
 
 
 @st.composite
@@ -53,6 +65,7 @@ def planes(draw: st.DrawFn) -> tuple[np.ndarray, int]:
     return plane, chunk
 
 
+@LENIENT
 @given(planes(), st.sampled_from(LANE_COUNTS) | st.none())
 def test_sections_equal_the_reference(case: tuple[np.ndarray, int], lanes: int | None) -> None:
     """Every plane, chunk size and lane count gives the reference's section, byte for byte, and decodes back."""
@@ -62,6 +75,7 @@ def test_sections_equal_the_reference(case: tuple[np.ndarray, int], lanes: int |
     assert np.array_equal(cpu.decode(section, plane.size), plane)
 
 
+@LENIENT
 @given(planes(), st.sampled_from(LANE_COUNTS))
 def test_sections_with_a_given_table_equal_the_reference(case: tuple[np.ndarray, int], lanes: int) -> None:
     """A table wider than the plane (symbols of frequency 1 that never occur) codes as the reference does."""
@@ -105,7 +119,7 @@ def array_of(dtype: str, n: int, seed: int) -> np.ndarray:
     return rng.integers(max(info.min, -300), min(info.max, 300), n, endpoint=True).astype(dtypes.DTYPES[dtype])
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@LENIENT
 @given(st.sampled_from(sorted(dtypes.DTYPES)), st.integers(0, 3000), st.integers(0, 2**32 - 1), CHUNKS)
 def test_compress_equals_the_reference_for_every_dtype(dtype: str, n: int, seed: int, chunk: int) -> None:
     x = array_of(dtype, n, seed)
@@ -171,7 +185,7 @@ def test_hostile_sections_fail_as_in_the_reference(sample: bytes, make: Callable
     assert outcome(lambda: cpu.decode(section, Q_SYMBOLS, field="f")) == expected
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@LENIENT
 @given(st.data())
 def test_mutated_sections_fail_as_in_the_reference(sample: bytes, data: st.DataObject) -> None:
     """Arbitrary edits of coded sections give the same array or the same error in both decoders."""
@@ -188,6 +202,7 @@ def test_mutated_sections_fail_as_in_the_reference(sample: bytes, data: st.DataO
     assert outcome(lambda: cpu.decode(damaged, n)) == expected
 
 
+@LENIENT
 @given(st.integers(1, 4000), st.integers(0, 2**32 - 1), st.sampled_from(LANE_COUNTS), CHUNKS)
 def test_word_and_state_damage_fails_as_in_the_reference(n: int, seed: int, lanes: int, chunk: int) -> None:
     """Random words and states overwritten in a section of many chunks: same outcome, same first chunk."""

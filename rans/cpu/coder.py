@@ -68,7 +68,8 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, lanes:
     states = out[layout.states_at : layout.counts_at].view("<u4").reshape(layout.n_chunks, lanes)
     counts = np.empty(layout.n_chunks, dtype=np.int64)
     words = out[layout.words_at :].view("<u2")
-    total = kernels.encode_chunks(plane, chunk, lanes, freq, tables.cumulative(freq), states, counts, words)
+    encode_chunks = kernels.encode_chunks if n >= kernels.PARALLEL_MIN else kernels.encode_chunks_serial
+    total = encode_chunks(plane, chunk, lanes, freq, tables.cumulative(freq), states, counts, words)
     out[layout.counts_at : layout.words_at].view("<u4")[:] = counts
     return memoryview(out[: layout.words_at + 2 * total])
 
@@ -118,7 +119,8 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane", out: np.nd
     if out is None:
         out = np.empty(n, dtype=np.uint8)
     words = parsed.words if parsed.words.size else np.zeros(1, dtype=np.uint16)
-    status = kernels.decode_chunks(words, parsed.chunk, layout.lanes, slot_table(parsed.freq), initial, parsed.counts, out)
+    decode_chunks = kernels.decode_chunks if n >= kernels.PARALLEL_MIN else kernels.decode_chunks_serial
+    status = decode_chunks(words, parsed.chunk, layout.lanes, slot_table(parsed.freq), initial, parsed.counts, out)
     bad = np.flatnonzero(status)
     if bad.size:
         i = int(bad[0])

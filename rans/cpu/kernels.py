@@ -29,6 +29,8 @@ from ..constants import ENCODE_SHIFT, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
 _NUDGE = 2.0**-16
 _WORD_MASK = (1 << WORD_BITS) - 1
 _SLOT_MASK = M - 1
+PARALLEL_MIN = 1 << 18
+"""Symbols from which a plane is shared among threads; below, waking them costs more than it saves."""
 SCRATCH_WORDS = 1 << 23
 """Words of scratch (16 MiB) the encoder codes chunks into between two compactions: bounds its memory
 while keeping the threads' meeting points few (each is costly on a busy machine)."""
@@ -64,14 +66,9 @@ def _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states
     return length - pos
 
 
-@nb.njit(parallel=True, cache=True)
-def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
-    """Code every chunk of ``symbols``; fill ``states`` (chunks, lanes) and ``counts``; write the words to ``words``.
-
-    Returns the total word count. ``words`` must hold one word per symbol.
-    """
-    n = symbols.size
-    n_chunks = states.shape[0]
+@nb.njit(cache=True, nogil=True)
+def _symbol_tables(freq):
+    """Per symbol: the state from which coding it emits a word, ``1 / f`` and ``M - f``."""
     limit = np.empty(256, dtype=np.int64)
     recip = np.empty(256, dtype=np.float64)
     gain = np.empty(256, dtype=np.int64)
@@ -80,6 +77,18 @@ def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
         limit[s] = f << ENCODE_SHIFT
         recip[s] = 1.0 / f
         gain[s] = M - f
+    return limit, recip, gain
+
+
+@nb.njit(parallel=True, cache=True)
+def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
+    """Code every chunk of ``symbols``; fill ``states`` (chunks, lanes) and ``counts``; write the words to ``words``.
+
+    Returns the total word count. ``words`` must hold one word per symbol.
+    """
+    n = symbols.size
+    n_chunks = states.shape[0]
+    limit, recip, gain = _symbol_tables(freq)
     batch = max(1, min(n_chunks, SCRATCH_WORDS // chunk))
     scratch = np.empty((batch, min(chunk, n)), dtype=np.uint16)
     total = 0
@@ -94,6 +103,23 @@ def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
             c = counts[i]
             words[total : total + c] = scratch[i - first, length - c : length]
             total += c
+    return total
+
+
+@nb.njit(cache=True, nogil=True)
+def encode_chunks_serial(symbols, chunk, lanes, freq, cum, states, counts, words):
+    """:func:`encode_chunks` on the calling thread: for planes too small to share."""
+    n = symbols.size
+    limit, recip, gain = _symbol_tables(freq)
+    scratch = np.empty(min(chunk, n), dtype=np.uint16)
+    total = 0
+    for i in range(states.shape[0]):
+        start = i * chunk
+        length = min(chunk, n - start)
+        c = _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states[i], scratch)
+        counts[i] = c
+        words[total : total + c] = scratch[length - c : length]
+        total += c
     return total
 
 
@@ -152,4 +178,17 @@ def decode_chunks(words, chunk, lanes, slots, states, counts, out):
         start = i * chunk
         length = min(chunk, n - start)
         status[i] = _decode_chunk(words, first[i], first[i] + counts[i], states[i], start, length, lanes, slots, out)
+    return status
+
+
+@nb.njit(cache=True, nogil=True)
+def decode_chunks_serial(words, chunk, lanes, slots, states, counts, out):
+    """:func:`decode_chunks` on the calling thread: for planes too small to share."""
+    n = out.size
+    status = np.zeros(states.shape[0], dtype=np.int8)
+    w = 0
+    for i in range(states.shape[0]):
+        start = i * chunk
+        status[i] = _decode_chunk(words, w, w + counts[i], states[i], start, min(chunk, n - start), lanes, slots, out)
+        w += counts[i]
     return status

@@ -14,6 +14,8 @@ import numba as nb
 import numpy as np
 
 from .. import dtypes
+from ..reference import tables
+from .kernels import PARALLEL_MIN
 
 _BLOCK = 1 << 20
 """Bytes each thread counts into a histogram of its own."""
@@ -46,6 +48,8 @@ def _count(plane):
 
 def count(plane: np.ndarray) -> np.ndarray:
     """Occurrences of each byte value in ``plane``, as ``int64[256]``."""
+    if plane.size < PARALLEL_MIN:
+        return tables.count(plane)
     return _count(np.ascontiguousarray(plane, dtype=np.uint8).reshape(-1))
 
 
@@ -105,8 +109,8 @@ def split(array: np.ndarray, split: str) -> list[np.ndarray]:
     """
     flat = array.reshape(-1)
     size = flat.dtype.itemsize
-    if split == "none":
-        return [flat.view(np.uint8)]
+    if split == "none" or flat.size < PARALLEL_MIN:
+        return dtypes.split(array, split)
     n = flat.size
     out = [np.empty(n, dtype=np.uint8) for _ in range(size)]
     if split == "bytes":
@@ -124,9 +128,9 @@ def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, 
     """Join planes made by :func:`split` into an array of dtype ``name`` and ``shape``, as :func:`rans.dtypes.join` does."""
     dtype = dtypes.DTYPES[name]
     size = dtype.itemsize
-    if split == "none":
-        return np.ascontiguousarray(planes[0]).view(dtype).reshape(shape)
     n = planes[0].size
+    if split == "none" or n < PARALLEL_MIN:
+        return dtypes.join(planes, name, split, shape)
     if split == "bytes":
         out = np.empty(n * size, dtype=np.uint8)
         for j, plane in enumerate(planes):
