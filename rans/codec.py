@@ -33,6 +33,13 @@ def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, tab
     return layout.words_at + -(-bits // 8)
 
 
+def table_size(freq: np.ndarray) -> int:
+    """``len(tables.serialize(freq))``, without writing the table: the run count, two bytes a run, one or two a frequency."""
+    present = freq > 0
+    runs = int(np.count_nonzero(present[1:] & ~present[:-1])) + int(present[0])
+    return 1 + 2 * runs + int(np.count_nonzero(present)) + int(np.count_nonzero(freq > 0x80))
+
+
 def _plan_plane(plane: np.ndarray, chunk: int, count: Callable[[np.ndarray], np.ndarray]) -> tuple[str, np.ndarray | None]:
     """The mode for one plane, and its frequency table if it is to be coded."""
     if plane.size == 0:
@@ -41,7 +48,7 @@ def _plan_plane(plane: np.ndarray, chunk: int, count: Callable[[np.ndarray], np.
     if np.count_nonzero(counts) == 1:
         return "const", None
     freq = tables.quantize(counts)
-    table_bytes = len(tables.serialize(freq))
+    table_bytes = table_size(freq)
     if estimate_coded(counts, freq, plane.size, chunk, table_bytes) < plane.size:
         return "coded", freq
     return "raw", None

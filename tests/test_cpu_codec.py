@@ -157,6 +157,16 @@ def test_count_split_and_join_equal_the_reference(dtype: str, n: int) -> None:
         assert joined.tobytes() == x.tobytes()
 
 
+@LENIENT
+@given(st.lists(st.just(0) | st.integers(1, 5) | st.integers(100, 10**6), min_size=256, max_size=256), st.integers(0, 255))
+def test_table_serialization_and_size_equal_the_reference(weights: list[int], anchor: int) -> None:
+    counts = np.array(weights, dtype=np.int64)
+    counts[anchor] += 1
+    freq = tables.quantize(counts)
+    assert cpu.coder.serialize(freq) == tables.serialize(freq)
+    assert rans.codec.table_size(freq) == len(tables.serialize(freq))
+
+
 def test_count_of_a_long_plane() -> None:
     plane = np.random.default_rng(3).integers(0, 256, (1 << 21) + 7, dtype=np.uint8)
     assert np.array_equal(cpu.count(plane), tables.count(plane))
