@@ -13,9 +13,12 @@
    of the input size: in a subprocess that loads the input, warms up, resets
    its peak RSS (``/proc/self/clear_refs``), compresses, and reads its peak
    RSS (``VmHWM``); the figure is (peak - RSS before compressing) / input.
-4. First-call time (JIT): ``import rans`` + the first compress and decompress
-   of a small tensor in a fresh process, with an empty Numba cache (cold) and
-   again with the cache it left (warm).
+4. First-call time (JIT): ``import rans``, then the first compress and
+   decompress of a small tensor and of a large one in a fresh process, with an
+   empty Numba cache (cold) and again with the cache it left (warm).
+
+The VM is shared: the load average before and after is recorded, and wall-clock
+speeds of every codec drop when it is high.
 
 ``--gib X`` adds a synthetic run at X GiB (compress and decompress, one round).
 MB/s are 10**6 uncompressed bytes per second. Targets (issue 4): compress and
@@ -191,15 +194,21 @@ JIT_SCRIPT = r"""
 import time
 t = time.perf_counter()
 import numpy as np, rans
-imported = time.perf_counter()
-x = np.random.default_rng(0).normal(0, 0.02, 5000).astype(np.float32)
-data = rans.compress(x)
-compressed = time.perf_counter()
-rans.decompress(data)
-done = time.perf_counter()
-t2 = time.perf_counter(); rans.decompress(rans.compress(x)); again = time.perf_counter() - t2
-print(imported - t, compressed - imported, done - compressed, again)
+marks = [time.perf_counter()]
+small = np.random.default_rng(0).normal(0, 0.02, 5000).astype(np.float32)
+large = np.random.default_rng(0).normal(0, 0.02, 1 << 20).astype(np.float32)
+for x in (small, large):
+    data = rans.compress(x)
+    marks.append(time.perf_counter())
+    rans.decompress(data)
+    marks.append(time.perf_counter())
+rans.decompress(rans.compress(large))
+marks.append(time.perf_counter())
+print(marks[0] - t, *(b - a for a, b in zip(marks, marks[1:])))
 """
+JIT_FIELDS = ("import_s", "first_compress_small_s", "first_decompress_small_s", "first_compress_large_s",
+              "first_decompress_large_s", "second_round_trip_large_s")
+"""Small: 5000 f32 (the one-thread loops); large: 1 Mi f32, 4 MiB (the threaded ones, compiled separately)."""
 
 
 def jit_times() -> dict:
@@ -208,8 +217,7 @@ def jit_times() -> dict:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         for label in ("cold_cache", "warm_cache"):
             result = subprocess.run([sys.executable, "-c", JIT_SCRIPT], capture_output=True, text=True, cwd=ROOT, env=env, check=True)
-            imp, comp, dec, again = map(float, result.stdout.split())
-            out[label] = {"import_s": imp, "first_compress_s": comp, "first_decompress_s": dec, "second_round_trip_s": again}
+            out[label] = dict(zip(JIT_FIELDS, map(float, result.stdout.split())))
     return out
 
 
@@ -222,14 +230,18 @@ def main() -> None:
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "cpu_codec.json"))
     args = parser.parse_args()
 
-    result: dict = {"machine": C.machine_info(), "numba_threads": __import__("numba").get_num_threads()}
+    import numba
+
+    result: dict = {"machine": C.machine_info(), "numba_threads": numba.get_num_threads(), "load_before": os.getloadavg()}
     print(f"machine: {result['machine']['cpu_model']}, {result['machine']['cpus_usable']} CPUs; load {os.getloadavg()}")
     result["jit"] = jit_times()
-    C.table("First call (fresh process): seconds", ["Numba cache", "import", "1st compress", "1st decompress", "2nd round trip"],
-            [[k, v["import_s"], v["first_compress_s"], v["first_decompress_s"], v["second_round_trip_s"]] for k, v in result["jit"].items()], 3)
+    C.table("First calls in a fresh process (seconds; small = 5000 f32, large = 1 Mi f32)",
+            ["Numba cache", "import", "compress small", "decompress small", "compress large", "decompress large", "again, large"],
+            [[k, *(v[f] for f in JIT_FIELDS)] for k, v in result["jit"].items()], 3)
 
     s = synthetic(args.mib << 20, args.reps)
     result["synthetic"] = s
+    result["threading_layer"] = numba.threading_layer()
     ref = reference_speed(16 << 20)
     result["reference_backend_16MiB"] = ref
     rows = [
