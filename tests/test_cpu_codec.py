@@ -289,3 +289,17 @@ def test_sections_are_written_as_they_are() -> None:
         container.write(buffer, *rans.api.encode_tensors({"x": x}, backend=backend))
         out[backend] = buffer.getvalue()
     assert out["cpu"] == out["reference"]
+
+
+def test_calls_from_several_threads_at_once() -> None:
+    """Python threads may code at the same time (the compiled loops release the GIL or share Numba's pool)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    arrays = [array_of("BF16", 20000 + 1000 * i, i) for i in range(8)]
+    expected = [rans.compress(x, chunk_size=1024, backend="reference") for x in arrays]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: rans.compress(x, chunk_size=1024, backend="cpu"), arrays))
+        back = list(pool.map(lambda d: rans.decompress(d, backend="cpu"), got))
+    assert got == expected
+    for x, y in zip(arrays, back):
+        assert_identical(x, y)
