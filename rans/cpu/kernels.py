@@ -138,11 +138,14 @@ def _decode_chunk(words, first_word, end_word, initial, start, length, lanes, sl
     w = first_word
     top = words.size - 1
     per_step = lanes * RUN
+    full = length // per_step
     for step in range((length + per_step - 1) // per_step):
+        ragged = step >= full
         for sub in range(RUN):
+            base = start + step * per_step + sub
             for lane in range(lanes):
-                k = (step * lanes + lane) * RUN + sub
-                if k >= length:
+                at = base + lane * RUN
+                if ragged and at - start >= length:
                     continue
                 state = x[lane]
                 entry = np.int64(slots[state & _SLOT_MASK])
@@ -151,7 +154,7 @@ def _decode_chunk(words, first_word, end_word, initial, start, length, lanes, sl
                 need = state < STATE_LOW
                 x[lane] = ((state << WORD_BITS) | word) if need else state
                 w += need
-                out[start + k] = entry & 0xFF
+                out[at] = entry & 0xFF
     if w != end_word:
         return 1
     for lane in range(lanes):
