@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import codec, container, dtypes, files
+from . import backends, codec, container, dtypes, files
 from .constants import DEFAULT_CHUNK
 from .errors import InvalidArgumentError
 from .reference.coder import check_chunk
@@ -51,7 +51,7 @@ def _buffer(data: Any) -> memoryview:
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
-def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1) -> bytes:
+def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1, backend: str = "auto") -> bytes:
     """Compress one tensor losslessly into bytes.
 
     Examples
@@ -74,8 +74,14 @@ def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1) -
         Symbols per chunk, a multiple of 128 (default 32768). Smaller chunks
         give more parallelism and a slightly larger output.
     workers : int
-        Processes that share the encoding of large planes (default 1); the
-        output does not depend on it.
+        Processes that share the encoding of large planes on the
+        ``"reference"`` backend (default 1); the other backends ignore it
+        (``"cpu"`` uses every core through Numba's threads). The output does
+        not depend on it.
+    backend : {"auto", "cpu", "reference", "gpu"}
+        The codec that does the work (see :mod:`rans.backends`); every one
+        writes the same bytes. ``"auto"`` (default) takes the fastest
+        available: ``"cpu"`` (Numba) when it imports, else ``"reference"``.
 
     Returns
     -------
@@ -85,11 +91,12 @@ def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1) -
     Raises
     ------
     rans.InvalidArgumentError
-        The dtype is not supported or the chunk size is invalid.
+        The dtype is not supported, the chunk size is invalid, or the backend
+        is unknown or not available.
     """
     chunk_size = check_chunk(chunk_size)
     _check_workers(workers)
-    entry, sections = codec.encode_tensor(_as_array(array, "array"), "", chunk_size, workers)
+    entry, sections = codec.encode_tensor(_as_array(array, "array"), "", chunk_size, workers, backends.get(backend))
     out = io.BytesIO()
     container.write(out, [entry], [sections], None)
     return out.getvalue()
@@ -103,6 +110,7 @@ def decompress(
     stream: Any = None,
     framework: str | None = None,
     verify: bool = True,
+    backend: str = "auto",
 ) -> Any:
     """Decompress bytes made by :func:`compress` into a NumPy array.
 
@@ -134,6 +142,9 @@ def decompress(
     verify : bool
         Check every section's CRC-32 (default). Coded chunks are checked by
         their final states either way.
+    backend : {"auto", "cpu", "reference"}
+        With ``device="cpu"``: the decoder (see :func:`compress`); all give
+        the same arrays and raise the same errors.
 
     Returns
     -------
@@ -149,12 +160,13 @@ def decompress(
     """
     buf = _buffer(data)
     _check_device(device)
+    decoder = backends.get(backend)
     header = container.read_header(buf)
     if len(header.entries) != 1:
         raise InvalidArgumentError(f"data holds {len(header.entries)} tensors, not one; use rans.load_file")
     if device == "cuda":
         return _decode_on_gpu(buf, header, verify, out=out, stream=stream, framework=framework)[0]
-    return codec.decode_tensor(header.entries[0], buf, verify)
+    return codec.decode_tensor(header.entries[0], buf, verify, decoder)
 
 
 def _check_device(device: str) -> None:
@@ -180,6 +192,7 @@ def save_file(
     *,
     chunk_size: int = DEFAULT_CHUNK,
     workers: int = 1,
+    backend: str = "auto",
 ) -> None:
     """Compress named tensors into a file, atomically.
 
@@ -208,8 +221,10 @@ def save_file(
         Symbols per chunk, as in :func:`compress`.
     workers : int
         Processes that share the encoding, as in :func:`compress`.
+    backend : {"auto", "cpu", "reference", "gpu"}
+        The encoder, as in :func:`compress`.
     """
-    entries, sections, metadata = encode_tensors(tensors, metadata, chunk_size=chunk_size, workers=workers)
+    entries, sections, metadata = encode_tensors(tensors, metadata, chunk_size=chunk_size, workers=workers, backend=backend)
     write_atomic(path, lambda f: container.write(f, entries, sections, metadata))
 
 
@@ -219,14 +234,18 @@ def encode_tensors(
     *,
     chunk_size: int = DEFAULT_CHUNK,
     workers: int = 1,
-) -> tuple[list[container.Entry], list[list[bytes]], dict[str, str] | None]:
+    backend: str = "auto",
+) -> tuple[list[container.Entry], list[list[bytes | memoryview]], dict[str, str] | None]:
     """Validate and code named tensors: what :func:`save_file` writes, before it is laid out.
 
     Returns the header entries, each tensor's sections and the metadata, ready
-    for :func:`rans.container.write` (to a file or an ``io.BytesIO``).
+    for :func:`rans.container.write` (to a file or an ``io.BytesIO``); the
+    sections are bytes-like (``bytes`` or ``memoryview``). ``backend`` and
+    ``workers`` are as in :func:`compress`.
     """
     chunk_size = check_chunk(chunk_size)
     _check_workers(workers)
+    encoder = backends.get(backend)
     if not isinstance(tensors, Mapping):
         raise InvalidArgumentError("tensors must be a mapping of names to arrays")
     if metadata is not None and not (
@@ -237,7 +256,7 @@ def encode_tensors(
     for name, value in tensors.items():
         if not isinstance(name, str):
             raise InvalidArgumentError(f"tensor names must be strings, not {type(name).__name__}")
-        entry, blobs = codec.encode_tensor(_as_array(value, f"tensor {name!r}"), name, chunk_size, workers)
+        entry, blobs = codec.encode_tensor(_as_array(value, f"tensor {name!r}"), name, chunk_size, workers, encoder)
         entries.append(entry)
         sections.append(blobs)
     return entries, sections, dict(metadata) if metadata else None
@@ -267,7 +286,9 @@ def write_atomic(path: PathLike, fill: Any) -> None:
         raise
 
 
-def load_file(path: PathLike, *, device: str = "cpu", framework: str | None = None, verify: bool = True) -> dict[str, Any]:
+def load_file(
+    path: PathLike, *, device: str = "cpu", framework: str | None = None, verify: bool = True, backend: str = "auto"
+) -> dict[str, Any]:
     """Read every tensor of a file written by :func:`save_file`.
 
     Examples
@@ -290,6 +311,8 @@ def load_file(path: PathLike, *, device: str = "cpu", framework: str | None = No
         on the CPU, ``"torch"`` (default) or ``"numba"`` with ``device="cuda"``.
     verify : bool
         Check every section's CRC-32 (default).
+    backend : {"auto", "cpu", "reference"}
+        With ``device="cpu"``: the decoder, as in :func:`decompress`.
 
     Returns
     -------
@@ -299,7 +322,7 @@ def load_file(path: PathLike, *, device: str = "cpu", framework: str | None = No
     """
     files.check_framework(device, framework)
     if device == "cpu":
-        return files.load_cpu(path, framework, verify)
+        return files.load_cpu(path, framework, verify, backend)
     return _with_mapped(path, lambda view: _load_on_gpu(view, framework, verify))
 
 

@@ -10,9 +10,12 @@ backend makes the same choice.
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import numpy as np
 
-from . import container, dtypes
+from . import backends, container, dtypes
 from .errors import ChecksumError, CorruptDataError, InvalidArgumentError, RansError
 from .reference import coder, tables
 
@@ -24,9 +27,9 @@ def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, tab
     return layout.words_at + -(-bits // 8)
 
 
-def _plan_plane(plane: np.ndarray, chunk: int) -> tuple[str, np.ndarray | None]:
+def _plan_plane(plane: np.ndarray, chunk: int, count: Callable[[np.ndarray], np.ndarray]) -> tuple[str, np.ndarray | None]:
     """The mode for one plane, and its frequency table if it is to be coded."""
-    return plan_counts(tables.count(plane), plane.size, chunk)
+    return plan_counts(count(plane), plane.size, chunk)
 
 
 def plan_counts(counts: np.ndarray, n: int, chunk: int) -> tuple[str, np.ndarray | None]:
@@ -39,45 +42,64 @@ def plan_counts(counts: np.ndarray, n: int, chunk: int) -> tuple[str, np.ndarray
     if np.count_nonzero(counts) == 1:
         return "const", None
     freq = tables.quantize(counts)
-    table_bytes = len(tables.serialize(freq))
-    if estimate_coded(counts, freq, n, chunk, table_bytes) < n:
+    if estimate_coded(counts, freq, n, chunk, tables.serialized_size(freq)) < n:
         return "coded", freq
     return "raw", None
 
 
-def encode_tensor(array: np.ndarray, name: str, chunk: int, workers: int = 1) -> tuple[container.Entry, list[bytes]]:
-    """Split, plan and code one tensor; return its header entry and its sections.
+def encode_tensor(
+    array: np.ndarray, name: str, chunk: int, workers: int = 1, backend: backends.Backend | None = None
+) -> tuple[container.Entry, list[bytes | memoryview]]:
+    """Split, plan and code one tensor; return its header entry and its sections (bytes-like).
 
-    ``workers`` processes share the chunks of each coded plane.
+    ``backend`` (default: ``backends.get("auto")``) does the work;
+    ``workers`` processes share the chunks of each coded plane on the
+    reference backend, and are ignored by the others. A plane is released
+    once coded, so at most the planes not yet coded and the sections made
+    so far are held at once.
     """
+    backend = backend or backends.get()
+    if backend.encode_tensor is not None:
+        return backend.encode_tensor(array, name, chunk)
+    encode = functools.partial(coder.encode, workers=workers) if backend.name == "reference" else backend.encode
     dtype = dtypes.name_of(array.dtype)
     array = np.asarray(array, dtype=dtypes.DTYPES[dtype], order="C")
     if dtype == "BOOL" and array.size and int(array.view(np.uint8).max()) > 1:
         raise InvalidArgumentError(f"tensor {name!r}: a BOOL array holds bytes other than 0 and 1")
     for split in dtypes.splits_of(dtype):
-        planes = dtypes.split(array, split)
-        plans = [_plan_plane(p, chunk) for p in planes]
+        planes = backend.split(array, split)
+        plans = [_plan_plane(p, chunk, backend.count) for p in planes]
         if split == "none" or any(mode != "raw" for mode, _ in plans):
             break
     entry = container.Entry(name, dtype, tuple(int(d) for d in array.shape))
-    sections = []
-    for plane, (mode, freq) in zip(planes, plans):
+    sections: list[bytes | memoryview] = []
+    for j, (mode, freq) in enumerate(plans):
+        plane, planes[j] = planes[j], None
         if mode == "const":
             entry.planes.append(container.Plane("const", value=int(plane[0])))
             continue
-        blob = coder.encode(plane, chunk, freq, workers) if mode == "coded" else plane.tobytes()
+        if mode == "coded":
+            blob = encode(plane, chunk, freq)
+        else:  # a view of the caller's array under split "none": copy it, the caller may change it
+            blob = plane.tobytes() if split == "none" else memoryview(plane)
         entry.planes.append(container.Plane(mode, length=len(blob)))
         sections.append(blob)
     entry.crc = container.sections_crc(sections)
     return entry, sections
 
 
-def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) -> np.ndarray:
+def decode_tensor(
+    entry: container.Entry, buf: memoryview, verify: bool = True, backend: backends.Backend | None = None
+) -> np.ndarray:
     """Decode one tensor whose entry came from :func:`container.read_header` over ``buf``.
 
     With ``verify`` (the default) the CRC-32 of the tensor's sections is
-    checked first. Errors name the tensor and the plane.
+    checked first. Errors name the tensor and the plane. ``backend``
+    (default: ``backends.get("auto")``) decodes and joins the planes.
     """
+    backend = backend or backends.get()
+    if backend.decode_tensor is not None:
+        return backend.decode_tensor(entry, buf, verify)
     if verify:
         verify_sections(entry, buf)
     symbols = dtypes.plane_length(entry.dtype, entry.split, entry.size)
@@ -85,14 +107,14 @@ def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) 
     for j, plane in enumerate(entry.planes):
         where = f"planes[{j}]"
         try:
-            planes.append(_decode_plane(plane, buf, symbols, where))
+            planes.append(_decode_plane(plane, buf, symbols, where, backend.decode))
         except RansError as e:
             raise e.at(tensor=entry.name, field=where) from None
         except MemoryError:
             raise CorruptDataError(f"no memory for {symbols} symbols", tensor=entry.name, field=where) from None
     if entry.dtype == "BOOL" and planes and planes[0].size and int(planes[0].max()) > 1:
         raise CorruptDataError("a BOOL element is neither 0 nor 1", tensor=entry.name, field="planes[0]")
-    return dtypes.join(planes, entry.dtype, entry.split, entry.shape)
+    return backend.join(planes, entry.dtype, entry.split, entry.shape)
 
 
 def verify_sections(entry: container.Entry, buf: memoryview) -> None:
@@ -102,10 +124,10 @@ def verify_sections(entry: container.Entry, buf: memoryview) -> None:
         raise ChecksumError("checksum of the tensor's sections does not match", tensor=entry.name, field="crc32")
 
 
-def _decode_plane(plane: container.Plane, buf: memoryview, symbols: int, where: str) -> np.ndarray:
+def _decode_plane(plane: container.Plane, buf: memoryview, symbols: int, where: str, decode: Callable[..., np.ndarray]) -> np.ndarray:
     if plane.mode == "const":
         return np.full(symbols, plane.value, dtype=np.uint8)
     section = buf[plane.offset : plane.offset + plane.length]
     if plane.mode == "raw":
         return np.frombuffer(section, dtype=np.uint8).copy()
-    return coder.decode(section, symbols, field=where)
+    return decode(section, symbols, field=where)

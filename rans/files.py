@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import mmap
 import os
-from dataclasses import replace
 from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from . import codec, container, dtypes
+from . import backends, codec, container, dtypes
 from .errors import InvalidArgumentError, RansError
 
 T = TypeVar("T")
@@ -74,6 +73,8 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
         Where to decode.
     verify : bool
         Check each tensor's CRC-32 before decoding it (default).
+    backend : {"auto", "cpu", "reference"}
+        The CPU decoder (see :func:`rans.decompress`); ``device="cuda"`` decodes on the GPU.
 
     Raises
     ------
@@ -82,9 +83,12 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
         on :meth:`get_tensor`, when that tensor is damaged.
     """
 
-    def __init__(self, path: str | os.PathLike, framework: str = "numpy", device: str = "cpu", *, verify: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike, framework: str = "numpy", device: str = "cpu", *, verify: bool = True, backend: str = "auto"
+    ) -> None:
         check_framework(device, framework)
         self.framework, self.device, self.verify = framework, device, verify
+        self._decoder = backends.get(backend)
         self._map: mmap.mmap | None = None
         self._view = memoryview(b"")
         with open(path, "rb") as f:
@@ -115,7 +119,7 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
         entry = self._entries[name]
         if self.device == "cuda":
             return self._guarded(lambda: self._on_gpu(entry))
-        array = self._guarded(lambda: codec.decode_tensor(entry, self._view, self.verify))
+        array = self._guarded(lambda: codec.decode_tensor(entry, self._view, self.verify, self._decoder))
         self.release(entry)
         return to_torch(array) if self.framework == "torch" else array
 
@@ -126,9 +130,7 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
             raise InvalidArgumentError(f"device='cuda' needs numba-cuda (pip install 'rans[gpu]'): {e}") from None
         if self.verify:
             codec.verify_sections(entry, self._view)
-        start, end = entry.span()
-        shifted = replace(entry, planes=[replace(p, offset=p.offset - start) if p.mode != "const" else p for p in entry.planes])
-        return decoder.decode(self._view[start:end], [shifted], framework=self.framework)[0]
+        return decoder.decode_entry(self._view, entry, self.framework)
 
     def release(self, entry: container.Entry) -> None:
         """Drop the pages of ``entry``'s sections from this process (they stay in the page cache)."""
@@ -166,7 +168,7 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
         self.close()
 
 
-def load_cpu(path: str | os.PathLike, framework: str | None, verify: bool) -> dict[str, Any]:
+def load_cpu(path: str | os.PathLike, framework: str | None, verify: bool, backend: str = "auto") -> dict[str, Any]:
     """Every tensor of a file decoded on the CPU, one at a time (what :func:`rans.load_file` does on ``cpu``)."""
-    with safe_open(path, framework or "numpy", "cpu", verify=verify) as f:
+    with safe_open(path, framework or "numpy", "cpu", verify=verify, backend=backend) as f:
         return {name: f.get_tensor(name) for name in f.keys()}

@@ -305,3 +305,19 @@ def test_realistic_size_on_the_gpu(kind: str) -> None:
     got = encoder.compress(source)
     expected = reference_file({"": x}, 32768)
     assert got.copy_to_host().tobytes() == expected
+
+
+def test_the_gpu_backend_of_the_public_functions(tmp_path) -> None:
+    """backend="gpu" on compress, save_file, decompress and load_file: the reference's bytes and tensors."""
+    tensors = {"w": weights("bf16", 300, seed=1), "i": weights("i8", 200, seed=2), "z": np.zeros((0, 3), np.float32)}
+    x = tensors["w"]
+    data = rans.compress(x, chunk_size=128, backend="gpu")
+    assert data == rans.compress(x, chunk_size=128, backend="reference")
+    assert rans.decompress(data, backend="gpu").tobytes() == x.tobytes()
+    rans.save_file(tensors, tmp_path / "g.rans", chunk_size=128, backend="gpu")
+    rans.save_file(tensors, tmp_path / "r.rans", chunk_size=128, backend="reference")
+    assert (tmp_path / "g.rans").read_bytes() == (tmp_path / "r.rans").read_bytes()
+    loaded = rans.load_file(tmp_path / "g.rans", backend="gpu")
+    assert {k: (v.dtype, v.shape, v.tobytes()) for k, v in loaded.items()} == {
+        k: (v.dtype, v.shape, v.tobytes()) for k, v in tensors.items()
+    }

@@ -12,7 +12,7 @@ a scratch buffer and go through :func:`kernels.join`.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -417,3 +417,13 @@ def decode(
         Batch(buf, entries, stream).decode_into(out8, stream)
         return [out]
     return Batch(buf, entries, stream).decode(framework, stream)
+
+
+def decode_entry(buf: memoryview, entry: container.Entry, framework: str | None = None) -> Any:
+    """Decode one tensor of the file in ``buf`` on the GPU, copying only its sections there.
+
+    The caller checks the CRC-32 first if it wants to (:func:`rans.codec.verify_sections`).
+    """
+    start, end = entry.span()
+    shifted = replace(entry, planes=[replace(p, offset=p.offset - start) if p.mode != "const" else p for p in entry.planes])
+    return decode(buf[start:end], [shifted], framework=framework)[0]

@@ -1,0 +1,197 @@
+"""The hot loops of the CPU codec, compiled by Numba: one chunk per thread.
+
+Each function mirrors a loop of :mod:`rans.reference.coder` symbol by
+symbol. A chunk's lanes are visited in the reference's interleaved order
+(steps and sub-steps, lanes within a sub-step), so one state array of
+``W`` entries per chunk replaces the reference's ``(chunks, W)`` arrays
+and the words come out already in the stream's order:
+
+* the encoder walks steps, sub-steps and lanes all descending, which is
+  the order in which the reference emits words (lanes emit in descending
+  order), and stores each word just before the previous one, which is
+  the reversal the reference applies at the end;
+* the decoder walks them all ascending and takes words front to back.
+
+The encoder divides by a symbol's frequency ``f`` through a double
+reciprocal: ``x < f << 20`` when it divides, so ``x / f < 2**20`` and the
+product ``x * (1 / f)`` is within ``2**-32`` of it, while the quotient's
+fraction is a multiple of ``1 / f >= 2**-12``; adding ``2**-16`` before
+truncating therefore gives ``x // f`` exactly.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from ..constants import ENCODE_SHIFT, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
+
+_NUDGE = 2.0**-16
+_WORD_MASK = (1 << WORD_BITS) - 1
+_SLOT_MASK = M - 1
+PARALLEL_MIN = 1 << 18
+"""Symbols from which a plane is shared among threads; below, waking them costs more than it saves."""
+SCRATCH_WORDS = 1 << 23
+"""Words of scratch (16 MiB) the encoder codes chunks into between two compactions: bounds its memory
+while keeping the threads' meeting points few (each is costly on a busy machine)."""
+
+
+@nb.njit(cache=True, nogil=True)
+def _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states, scratch):
+    """Code ``symbols[start : start + length]``; the words end at ``scratch[length]``. Returns the word count.
+
+    Branchless: every symbol writes its state's low word to the next free
+    place (just before the last word) and claims it only if it emits; that
+    place is always inside ``scratch`` because a chunk never has more words
+    than symbols.
+    """
+    x = np.full(lanes, STATE_LOW, dtype=np.int64)
+    pos = length
+    per_step = lanes * RUN
+    for step in range((length + per_step - 1) // per_step - 1, -1, -1):
+        for sub in range(RUN - 1, -1, -1):
+            for lane in range(lanes - 1, -1, -1):
+                k = (step * lanes + lane) * RUN + sub
+                if k >= length:
+                    continue
+                s = symbols[start + k]
+                state = x[lane]
+                emit = state >= limit[s]
+                scratch[pos - 1] = state & _WORD_MASK
+                pos -= emit
+                state = (state >> WORD_BITS) if emit else state
+                q = np.int64(state * recip[s] + _NUDGE)
+                x[lane] = state + q * gain[s] + cum[s]
+    states[:] = x
+    return length - pos
+
+
+@nb.njit(cache=True, nogil=True)
+def _symbol_tables(freq):
+    """Per symbol: the state from which coding it emits a word, ``1 / f`` and ``M - f``."""
+    limit = np.empty(256, dtype=np.int64)
+    recip = np.empty(256, dtype=np.float64)
+    gain = np.empty(256, dtype=np.int64)
+    for s in range(256):
+        f = max(freq[s], 1)
+        limit[s] = f << ENCODE_SHIFT
+        recip[s] = 1.0 / f
+        gain[s] = M - f
+    return limit, recip, gain
+
+
+@nb.njit(parallel=True, cache=True)
+def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
+    """Code every chunk of ``symbols``; fill ``states`` (chunks, lanes) and ``counts``; write the words to ``words``.
+
+    Returns the total word count. ``words`` must hold one word per symbol.
+    """
+    n = symbols.size
+    n_chunks = states.shape[0]
+    limit, recip, gain = _symbol_tables(freq)
+    batch = max(1, min(n_chunks, SCRATCH_WORDS // chunk))
+    scratch = np.empty((batch, min(chunk, n)), dtype=np.uint16)
+    total = 0
+    for first in range(0, n_chunks, batch):
+        last = min(first + batch, n_chunks)
+        for i in nb.prange(first, last):
+            start = i * chunk
+            length = min(chunk, n - start)
+            counts[i] = _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states[i], scratch[i - first])
+        for i in range(first, last):
+            length = min(chunk, n - i * chunk)
+            c = counts[i]
+            words[total : total + c] = scratch[i - first, length - c : length]
+            total += c
+    return total
+
+
+@nb.njit(cache=True, nogil=True)
+def encode_chunks_serial(symbols, chunk, lanes, freq, cum, states, counts, words):
+    """:func:`encode_chunks` on the calling thread: for planes too small to share."""
+    n = symbols.size
+    limit, recip, gain = _symbol_tables(freq)
+    scratch = np.empty(min(chunk, n), dtype=np.uint16)
+    total = 0
+    for i in range(states.shape[0]):
+        start = i * chunk
+        length = min(chunk, n - start)
+        c = _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states[i], scratch)
+        counts[i] = c
+        words[total : total + c] = scratch[length - c : length]
+        total += c
+    return total
+
+
+@nb.njit(cache=True, nogil=True)
+def _decode_chunk(words, first_word, end_word, initial, start, length, lanes, slots, out):
+    """Decode one chunk into ``out[start : start + length]``; 0 if it ends well, 1 if its words are off, 2 if a state is.
+
+    ``slots[slot]`` packs the slot's symbol (bits 0-7), its frequency less one
+    (bits 8-19) and ``slot - cum[symbol]`` (bits 20-31). Renormalization is
+    branchless: every symbol fetches the next word and keeps it only if the
+    state fell below ``L``. A chunk that reads past its words reads its
+    neighbour's (never past the section: the index is clamped), and fails
+    whatever they hold, as its word count is then wrong.
+    """
+    x = initial.astype(np.int64)
+    w = first_word
+    top = words.size - 1
+    per_step = lanes * RUN
+    full = length // per_step
+    for step in range((length + per_step - 1) // per_step):
+        ragged = step >= full
+        for sub in range(RUN):
+            base = start + step * per_step + sub
+            for lane in range(lanes):
+                at = base + lane * RUN
+                if ragged and at - start >= length:
+                    continue
+                state = x[lane]
+                entry = np.int64(slots[state & _SLOT_MASK])
+                state = (((entry >> 8) & 0xFFF) + 1) * (state >> PROB_BITS) + (entry >> 20)
+                word = np.int64(words[min(w, top)])
+                need = state < STATE_LOW
+                x[lane] = ((state << WORD_BITS) | word) if need else state
+                w += need
+                out[at] = entry & 0xFF
+    if w != end_word:
+        return 1
+    for lane in range(lanes):
+        if x[lane] != STATE_LOW:
+            return 2
+    return 0
+
+
+@nb.njit(parallel=True, cache=True)
+def decode_chunks(words, chunk, lanes, slots, states, counts, out):
+    """Decode every chunk into ``out``; return each chunk's status (see :func:`_decode_chunk`).
+
+    ``words`` is the section's words, at least one (a zero where there are none).
+    """
+    n = out.size
+    n_chunks = states.shape[0]
+    first = np.empty(n_chunks, dtype=np.int64)
+    total = 0
+    for i in range(n_chunks):
+        first[i] = total
+        total += counts[i]
+    status = np.zeros(n_chunks, dtype=np.int8)
+    for i in nb.prange(n_chunks):
+        start = i * chunk
+        length = min(chunk, n - start)
+        status[i] = _decode_chunk(words, first[i], first[i] + counts[i], states[i], start, length, lanes, slots, out)
+    return status
+
+
+@nb.njit(cache=True, nogil=True)
+def decode_chunks_serial(words, chunk, lanes, slots, states, counts, out):
+    """:func:`decode_chunks` on the calling thread: for planes too small to share."""
+    n = out.size
+    status = np.zeros(states.shape[0], dtype=np.int8)
+    w = 0
+    for i in range(states.shape[0]):
+        start = i * chunk
+        status[i] = _decode_chunk(words, w, w + counts[i], states[i], start, min(chunk, n - start), lanes, slots, out)
+        w += counts[i]
+    return status

@@ -1,0 +1,145 @@
+"""Byte counts and plane splits, compiled and parallel: the same results as the reference's.
+
+:func:`count`, :func:`split` and :func:`join` return exactly what
+:func:`rans.reference.tables.count`, :func:`rans.dtypes.split` and
+:func:`rans.dtypes.join` return; they exist because NumPy's versions make
+temporaries and run on one core, and cost more than coding the planes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numba as nb
+import numpy as np
+
+from .. import dtypes
+from ..reference import tables
+from .kernels import PARALLEL_MIN
+
+_BLOCK = 1 << 20
+"""Bytes each thread counts into a histogram of its own."""
+
+
+@nb.njit(parallel=True, cache=True)
+def _count(plane):
+    n = plane.size
+    blocks = max(1, (n + _BLOCK - 1) // _BLOCK)
+    partial = np.zeros((blocks, 4, 256), dtype=np.int64)
+    for b in nb.prange(blocks):
+        start = b * _BLOCK
+        end = min(n, start + _BLOCK)
+        h = partial[b]
+        quads = start + (end - start) // 4 * 4
+        for i in range(start, quads, 4):
+            h[0, plane[i]] += 1
+            h[1, plane[i + 1]] += 1
+            h[2, plane[i + 2]] += 1
+            h[3, plane[i + 3]] += 1
+        for i in range(quads, end):
+            h[0, plane[i]] += 1
+    out = np.zeros(256, dtype=np.int64)
+    for b in range(blocks):
+        for j in range(4):
+            for s in range(256):
+                out[s] += partial[b, j, s]
+    return out
+
+
+def count(plane: np.ndarray) -> np.ndarray:
+    """Occurrences of each byte value in ``plane``, as ``int64[256]``."""
+    if plane.size < PARALLEL_MIN:
+        return tables.count(plane)
+    return _count(np.ascontiguousarray(plane, dtype=np.uint8).reshape(-1))
+
+
+@nb.njit(parallel=True, cache=True)
+def _split_float16(v, exponent, sign_mantissa):
+    for i in nb.prange(v.size):
+        x = v[i]
+        exponent[i] = np.uint8((x >> 7) & 0xFF)
+        sign_mantissa[i] = np.uint8(((x >> 8) & 0x80) | (x & 0x7F))
+
+
+@nb.njit(parallel=True, cache=True)
+def _split_float32(v, exponent, sign_high, middle, low):
+    for i in nb.prange(v.size):
+        x = v[i]
+        exponent[i] = np.uint8((x >> 23) & 0xFF)
+        sign_high[i] = np.uint8(((x >> 24) & 0x80) | ((x >> 16) & 0x7F))
+        middle[i] = np.uint8((x >> 8) & 0xFF)
+        low[i] = np.uint8(x & 0xFF)
+
+
+@nb.njit(parallel=True, cache=True)
+def _gather(b, j, size, plane):
+    for i in nb.prange(plane.size):
+        plane[i] = b[i * size + j]
+
+
+@nb.njit(parallel=True, cache=True)
+def _join_float16(exponent, sign_mantissa, v):
+    for i in nb.prange(v.size):
+        sm = np.uint16(sign_mantissa[i])
+        v[i] = ((sm & 0x80) << 8) | (np.uint16(exponent[i]) << 7) | (sm & 0x7F)
+
+
+@nb.njit(parallel=True, cache=True)
+def _join_float32(exponent, sign_high, middle, low, v):
+    for i in nb.prange(v.size):
+        sh = np.uint32(sign_high[i])
+        v[i] = ((sh & 0x80) << 24) | (np.uint32(exponent[i]) << 23) | ((sh & 0x7F) << 16) | (np.uint32(middle[i]) << 8) | np.uint32(low[i])
+
+
+@nb.njit(parallel=True, cache=True)
+def _scatter(plane, j, size, b):
+    for i in nb.prange(plane.size):
+        b[i * size + j] = plane[i]
+
+
+def split(array: np.ndarray, split: str) -> list[np.ndarray]:
+    """Split a C-contiguous little-endian array into ``uint8`` planes, as :func:`rans.dtypes.split` does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rans.cpu import planes
+    >>> [p.tolist() for p in planes.split(np.array([1.0, -2.5], dtype=np.float32), "float")]
+    [[127, 128], [0, 160], [0, 0], [0, 0]]
+    """
+    flat = array.reshape(-1)
+    size = flat.dtype.itemsize
+    if split == "none" or flat.size < PARALLEL_MIN:
+        return dtypes.split(array, split)
+    n = flat.size
+    out = [np.empty(n, dtype=np.uint8) for _ in range(size)]
+    if split == "bytes":
+        for j, plane in enumerate(out):
+            _gather(flat.view(np.uint8), j, size, plane)
+        return out
+    if size == 2:
+        _split_float16(flat.view("<u2"), *out)
+    else:
+        _split_float32(flat.view("<u4"), *out)
+    return out
+
+
+def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Join planes made by :func:`split` into an array of dtype ``name`` and ``shape``, as :func:`rans.dtypes.join` does."""
+    dtype = dtypes.DTYPES[name]
+    size = dtype.itemsize
+    n = planes[0].size
+    if split == "none" or n < PARALLEL_MIN:
+        return dtypes.join(planes, name, split, shape)
+    if split == "bytes":
+        out = np.empty(n * size, dtype=np.uint8)
+        for j, plane in enumerate(planes):
+            _scatter(np.ascontiguousarray(plane), j, size, out)
+        return out.view(dtype).reshape(shape)
+    if size == 2:
+        v = np.empty(n, dtype="<u2")
+        _join_float16(*planes, v)
+    else:
+        v = np.empty(n, dtype="<u4")
+        _join_float32(*planes, v)
+    return v.view(dtype).reshape(shape)

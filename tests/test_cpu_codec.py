@@ -1,0 +1,291 @@
+"""The CPU backend (``rans.cpu``) against the reference: the same bytes, the same arrays, the same errors.
+
+The reference defines format version 1, so every test here runs both and
+compares: sections symbol for symbol across sizes, lane counts, chunk
+sizes and distributions; whole files of every dtype through the public
+API; and every corruption the reference rejects, which the CPU decoder
+must reject with the same exception, message, field and chunk.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Callable
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rans
+from rans import backends, container, cpu, dtypes
+from rans.cpu import kernels
+from rans.cpu import planes as planes_module
+from rans.constants import LANE_COUNTS
+from rans.errors import CorruptDataError, InvalidArgumentError, RansError
+from rans.reference import coder, tables
+from rans_files import assert_identical, parse, replace_section, sample_file
+from test_malformed import HOSTILE_SECTIONS, Q_SYMBOLS, mutate, mutations, section_index
+
+CHUNKS = st.sampled_from([128, 256, 384, 512, 1024, 4096])
+LENIENT = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(autouse=True, params=["threads", "one-thread"])
+def paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with every plane shared among threads, and with none (the small-plane code)."""
+    smallest = 0 if request.param == "threads" else 1 << 62
+    monkeypatch.setattr(kernels, "PARALLEL_MIN", smallest)
+    monkeypatch.setattr(planes_module, "PARALLEL_MIN", smallest)
+    return request.param
+
+
+@st.composite
+def planes(draw: st.DrawFn) -> tuple[np.ndarray, int]:
+    """A plane and a chunk size: edge sizes around the chunk and the lane group, and varied symbol spreads."""
+    chunk = draw(CHUNKS)
+    n = draw(st.sampled_from([1, 31, 32, 33, 127, 128, 129, chunk - 1, chunk, chunk + 1, 3 * chunk + 5]) | st.integers(1, 5000))
+    n = max(n, 1)
+    kind = draw(st.sampled_from(["single", "two", "all256", "gaussian", "uniform", "skewed"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    if kind == "single":
+        plane = np.full(n, draw(st.integers(0, 255)), dtype=np.uint8)
+    elif kind == "two":
+        plane = rng.choice(np.array([draw(st.integers(0, 255)), draw(st.integers(0, 255))], dtype=np.uint8), n)
+    elif kind == "all256":
+        plane = rng.permutation(np.resize(np.arange(256, dtype=np.uint8), max(n, 256)))[:n]
+    elif kind == "gaussian":
+        plane = (rng.normal(128, draw(st.sampled_from([0.5, 3, 30])), n) % 256).astype(np.uint8)
+    elif kind == "uniform":
+        plane = rng.integers(0, 256, n, dtype=np.uint8)
+    else:  # one symbol takes nearly all: the largest frequencies, the longest runs without a word
+        plane = np.where(rng.random(n) < 0.999, 7, rng.integers(0, 256, n)).astype(np.uint8)
+    return plane, chunk
+
+
+@LENIENT
+@given(planes(), st.sampled_from(LANE_COUNTS) | st.none())
+def test_sections_equal_the_reference(case: tuple[np.ndarray, int], lanes: int | None) -> None:
+    """Every plane, chunk size and lane count gives the reference's section, byte for byte, and decodes back."""
+    plane, chunk = case
+    section = cpu.encode(plane, chunk, lanes=lanes)
+    assert bytes(section) == coder.encode(plane, chunk, lanes=lanes)
+    assert np.array_equal(cpu.decode(section, plane.size), plane)
+
+
+@LENIENT
+@given(planes(), st.sampled_from(LANE_COUNTS))
+def test_sections_with_a_given_table_equal_the_reference(case: tuple[np.ndarray, int], lanes: int) -> None:
+    """A table wider than the plane (symbols of frequency 1 that never occur) codes as the reference does."""
+    plane, chunk = case
+    counts = tables.count(plane) + 1
+    freq = tables.quantize(counts)
+    assert bytes(cpu.encode(plane, chunk, freq, lanes)) == coder.encode(plane, chunk, freq, lanes=lanes)
+
+
+@pytest.mark.parametrize("lanes", LANE_COUNTS)
+@pytest.mark.parametrize("n", [1, 2, 127, 128, 129, 1023, 1024, 1025, 70000])
+def test_every_lane_count_at_edge_sizes(lanes: int, n: int) -> None:
+    plane = (np.random.default_rng(n + lanes).normal(0, 4, n) % 256).astype(np.uint8)
+    for chunk in (128, 1024):
+        section = cpu.encode(plane, chunk, lanes=lanes)
+        assert bytes(section) == coder.encode(plane, chunk, lanes=lanes)
+        assert np.array_equal(cpu.decode(section, n), plane)
+
+
+def test_the_division_by_reciprocal_is_exact() -> None:
+    """x // f through a double reciprocal is exact for every f and every x below f << 20 that the encoder divides."""
+    f = np.arange(1, 4097, dtype=np.int64)
+    for x in (f * 0, f - 1, f, (f << 20) - 1, (f << 20) - f, ((f << 20) - 1) // f * f, np.full(f.size, 1 << 16)):
+        x = np.minimum(x, (f << 20) - 1)
+        assert np.array_equal((x * (1.0 / f) + 2.0**-16).astype(np.int64), x // f)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.integers(0, f << 20)
+        assert np.array_equal((x * (1.0 / f) + 2.0**-16).astype(np.int64), x // f)
+
+
+def array_of(dtype: str, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if dtype in ("BF16", "F16", "F32", "F64", "F8_E4M3", "F8_E5M2"):
+        return rng.normal(0, 0.02, n).astype(dtypes.DTYPES[dtype])
+    if dtype in ("C64", "C128"):
+        return (rng.normal(0, 1, n) + 1j * rng.normal(0, 1, n)).astype(dtypes.DTYPES[dtype])
+    if dtype == "BOOL":
+        return rng.random(n) < 0.1
+    info = np.iinfo(dtypes.DTYPES[dtype])
+    return rng.integers(max(info.min, -300), min(info.max, 300), n, endpoint=True).astype(dtypes.DTYPES[dtype])
+
+
+@LENIENT
+@given(st.sampled_from(sorted(dtypes.DTYPES)), st.integers(0, 3000), st.integers(0, 2**32 - 1), CHUNKS)
+def test_compress_equals_the_reference_for_every_dtype(dtype: str, n: int, seed: int, chunk: int) -> None:
+    x = array_of(dtype, n, seed)
+    data = rans.compress(x, chunk_size=chunk, backend="cpu")
+    assert data == rans.compress(x, chunk_size=chunk, backend="reference")
+    assert_identical(x, rans.decompress(data, backend="cpu"))
+    assert_identical(x, rans.decompress(data, backend="reference"))
+
+
+def test_save_and_load_file_on_every_backend(tmp_path: Any) -> None:
+    tensors = {name: array_of(name, 1000, i) for i, name in enumerate(sorted(dtypes.DTYPES))}
+    files = {}
+    for backend in ("cpu", "reference", "auto"):
+        path = tmp_path / f"{backend}.rans"
+        rans.save_file(tensors, path, {"k": "v"}, chunk_size=256, backend=backend)
+        files[backend] = path.read_bytes()
+        for decoder in ("cpu", "reference", "auto"):
+            out = rans.load_file(path, backend=decoder)
+            for name, x in tensors.items():
+                assert_identical(x, out[name])
+    assert files["cpu"] == files["reference"] == files["auto"]
+
+
+@pytest.mark.parametrize("dtype", sorted(dtypes.DTYPES))
+@pytest.mark.parametrize("n", [0, 1, 5, 1000])
+def test_count_split_and_join_equal_the_reference(dtype: str, n: int) -> None:
+    x = array_of(dtype, n, n)
+    for split in dtypes.splits_of(dtype):
+        ours, theirs = cpu.split(x, split), dtypes.split(x, split)
+        assert [p.tolist() for p in ours] == [p.tolist() for p in theirs]
+        for plane in ours:
+            assert np.array_equal(cpu.count(plane), tables.count(plane))
+        joined = cpu.join(ours, dtype, split, x.shape)
+        assert joined.dtype == dtypes.join(theirs, dtype, split, x.shape).dtype
+        assert joined.tobytes() == x.tobytes()
+
+
+def test_count_of_a_long_plane() -> None:
+    plane = np.random.default_rng(3).integers(0, 256, (1 << 21) + 7, dtype=np.uint8)
+    assert np.array_equal(cpu.count(plane), tables.count(plane))
+
+
+def outcome(decode: Callable[[], np.ndarray]) -> tuple[Any, ...]:
+    """What a decode gives: its array, or its error's class, message, tensor, field and chunk."""
+    try:
+        return ("ok", decode().tobytes())
+    except RansError as e:
+        return (type(e), str(e), e.tensor, e.field, e.chunk)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return sample_file(tmp_path_factory.mktemp("sample") / "sample.rans")
+
+
+@pytest.mark.parametrize("make", [c[1] for c in HOSTILE_SECTIONS], ids=[c[0] for c in HOSTILE_SECTIONS])
+def test_hostile_sections_fail_as_in_the_reference(sample: bytes, make: Callable[[bytes], bytes]) -> None:
+    """Each hostile section of ``test_malformed`` fails in the CPU decoder exactly as in the reference."""
+    damaged = make(sample)
+    section = parse(damaged).blobs[section_index(damaged, "q", 0)]
+    expected = outcome(lambda: coder.decode(section, Q_SYMBOLS, field="f"))
+    assert expected[0] != "ok"
+    assert outcome(lambda: cpu.decode(section, Q_SYMBOLS, field="f")) == expected
+
+
+@LENIENT
+@given(st.data())
+def test_mutated_sections_fail_as_in_the_reference(sample: bytes, data: st.DataObject) -> None:
+    """Arbitrary edits of coded sections give the same array or the same error in both decoders."""
+    parsed = parse(sample)
+    coded = [s for s in parsed.sections if s.mode == "coded"]
+    which = data.draw(st.sampled_from(coded))
+    blob = parsed.blobs[which.index]
+    symbols = dtypes.plane_length(*(lambda e: (e.dtype, e.split, e.size))(
+        next(e for e in container.read_header(memoryview(sample)).entries if e.name == which.tensor)
+    ))
+    damaged = mutate(blob, data.draw(mutations(len(blob))))
+    n = data.draw(st.sampled_from([symbols, symbols, max(1, symbols - 1), symbols + 1]))
+    expected = outcome(lambda: coder.decode(damaged, n))
+    assert outcome(lambda: cpu.decode(damaged, n)) == expected
+
+
+@LENIENT
+@given(st.integers(1, 4000), st.integers(0, 2**32 - 1), st.sampled_from(LANE_COUNTS), CHUNKS)
+def test_word_and_state_damage_fails_as_in_the_reference(n: int, seed: int, lanes: int, chunk: int) -> None:
+    """Random words and states overwritten in a section of many chunks: same outcome, same first chunk."""
+    rng = np.random.default_rng(seed)
+    plane = (rng.normal(0, 5, n) % 256).astype(np.uint8)
+    section = bytearray(coder.encode(plane, chunk, lanes=lanes))
+    layout = coder.read_section(bytes(section), n).layout
+    for _ in range(rng.integers(1, 4)):
+        at = int(rng.integers(layout.states_at, len(section)))
+        if at < layout.counts_at or at >= layout.words_at:
+            section[at] = int(rng.integers(0, 256))
+    expected = outcome(lambda: coder.decode(bytes(section), n))
+    assert outcome(lambda: cpu.decode(bytes(section), n)) == expected
+
+
+def test_counts_moved_between_chunks_never_read_past_the_section() -> None:
+    """A chunk told to read far more words than it has takes zeros past its words and fails, as the reference does."""
+    plane = np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)
+    section = bytearray(coder.encode(plane, 1024, lanes=4))
+    layout = coder.read_section(bytes(section), plane.size).layout
+    counts = np.frombuffer(section, "<u4", layout.n_chunks, layout.counts_at).copy()
+    counts[-1] += counts[0]
+    counts[0] = 0
+    section[layout.counts_at : layout.words_at] = counts.astype("<u4").tobytes()
+    expected = outcome(lambda: coder.decode(bytes(section), plane.size))
+    assert expected[0] is CorruptDataError and expected[4] == 0
+    assert outcome(lambda: cpu.decode(bytes(section), plane.size)) == expected
+
+
+def test_backend_names() -> None:
+    assert backends.get("auto").name == "cpu"
+    assert backends.get("cpu").name == "cpu"
+    assert backends.get("reference").encode is coder.encode
+    for bad in ("CPU", "numba", "", None, 3, ["cpu"]):
+        with pytest.raises(InvalidArgumentError, match="backend must be"):
+            backends.get(bad)
+    assert "gpu" in backends.NAMES and "gpu" not in backends.AUTO
+
+
+@pytest.mark.parametrize("call", ["compress", "decompress", "save_file", "load_file", "encode_tensors"])
+def test_public_functions_reject_bad_backends(call: str, tmp_path: Any) -> None:
+    x = np.arange(10, dtype=np.int16)
+    path = tmp_path / "x.rans"
+    rans.save_file({"x": x}, path)
+    run = {
+        "compress": lambda b: rans.compress(x, backend=b),
+        "decompress": lambda b: rans.decompress(path.read_bytes(), backend=b),
+        "save_file": lambda b: rans.save_file({"x": x}, tmp_path / "y.rans", backend=b),
+        "load_file": lambda b: rans.load_file(path, backend=b),
+        "encode_tensors": lambda b: rans.api.encode_tensors({"x": x}, backend=b),
+    }[call]
+    with pytest.raises(InvalidArgumentError, match="backend must be"):
+        run("fast")
+    assert not (tmp_path / "y.rans").exists()
+
+
+def test_workers_on_the_cpu_backend_give_the_same_bytes() -> None:
+    """workers is for the reference backend's processes; the CPU backend ignores it."""
+    x = np.random.default_rng(2).normal(0, 0.02, 5000).astype(ml_dtypes.bfloat16)
+    one = rans.compress(x, chunk_size=1024, backend="reference")
+    assert rans.compress(x, chunk_size=1024, workers=2, backend="cpu") == one
+
+
+def test_sections_are_written_as_they_are() -> None:
+    """The CPU encoder's sections (memoryviews) lay out into the same file as the reference's bytes."""
+    x = np.random.default_rng(4).normal(0, 0.02, 3000).astype(np.float32)
+    out = {}
+    for backend in ("cpu", "reference"):
+        buffer = io.BytesIO()
+        container.write(buffer, *rans.api.encode_tensors({"x": x}, backend=backend))
+        out[backend] = buffer.getvalue()
+    assert out["cpu"] == out["reference"]
+
+
+def test_calls_from_several_threads_at_once() -> None:
+    """Python threads may code at the same time (the compiled loops release the GIL or share Numba's pool)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    arrays = [array_of("BF16", 20000 + 1000 * i, i) for i in range(8)]
+    expected = [rans.compress(x, chunk_size=1024, backend="reference") for x in arrays]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: rans.compress(x, chunk_size=1024, backend="cpu"), arrays))
+        back = list(pool.map(lambda d: rans.decompress(d, backend="cpu"), got))
+    assert got == expected
+    for x, y in zip(arrays, back):
+        assert_identical(x, y)
