@@ -15,6 +15,7 @@ from .errors import (
     InvalidArgumentError,
     NotRansDataError,
     RansError,
+    SizeLimitError,
     TruncatedDataError,
     UnsupportedVersionError,
 )
@@ -34,4 +35,5 @@ __all__ = [
     "CorruptDataError",
     "TruncatedDataError",
     "ChecksumError",
+    "SizeLimitError",
 ]

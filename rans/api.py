@@ -103,6 +103,7 @@ def decompress(
     stream: Any = None,
     framework: str | None = None,
     verify: bool = True,
+    max_bytes: int | None = None,
 ) -> Any:
     """Decompress bytes made by :func:`compress` into a NumPy array.
 
@@ -133,7 +134,13 @@ def decompress(
         raw bits (``uint16``, ``uint8``).
     verify : bool
         Check every section's CRC-32 (default). Coded chunks are checked by
-        their final states either way.
+        their final states either way; with ``verify=False`` damage to raw
+        sections, and some damage to coded words, goes unnoticed.
+    max_bytes : int, optional
+        The most bytes the decoded tensor may take. By default
+        ``max(256 MiB, 1024 * len(data))``, which keeps a small file from
+        claiming a huge tensor (a decompression bomb: a constant plane
+        stores nothing); pass a larger value to allow one.
 
     Returns
     -------
@@ -146,12 +153,15 @@ def decompress(
         The data is not a rans file, is of another version, or is damaged.
     rans.InvalidArgumentError
         The data holds more or fewer than one tensor (use :func:`load_file`).
+    rans.SizeLimitError
+        The tensor would take more than ``max_bytes``.
     """
     buf = _buffer(data)
     _check_device(device)
     header = container.read_header(buf)
     if len(header.entries) != 1:
         raise InvalidArgumentError(f"data holds {len(header.entries)} tensors, not one; use rans.load_file")
+    codec.check_size(header.entries, len(buf), max_bytes)
     if device == "cuda":
         return _decode_on_gpu(buf, header, verify, out=out, stream=stream, framework=framework)[0]
     return codec.decode_tensor(header.entries[0], buf, verify)
@@ -267,7 +277,14 @@ def write_atomic(path: PathLike, fill: Any) -> None:
         raise
 
 
-def load_file(path: PathLike, *, device: str = "cpu", framework: str | None = None, verify: bool = True) -> dict[str, Any]:
+def load_file(
+    path: PathLike,
+    *,
+    device: str = "cpu",
+    framework: str | None = None,
+    verify: bool = True,
+    max_bytes: int | None = None,
+) -> dict[str, Any]:
     """Read every tensor of a file written by :func:`save_file`.
 
     Examples
@@ -289,14 +306,23 @@ def load_file(path: PathLike, *, device: str = "cpu", framework: str | None = No
         With ``device="cuda"``, the type of the returned arrays.
     verify : bool
         Check every section's CRC-32 (default).
+    max_bytes : int, optional
+        The most bytes the decoded tensors may take together; by default
+        ``max(256 MiB, 1024 * file size)`` (see :func:`decompress`).
 
     Returns
     -------
     dict of str to array
         The tensors in file order.
+
+    Raises
+    ------
+    rans.RansError
+        A :class:`~rans.SizeLimitError` naming the tensor that would pass
+        ``max_bytes``, or the errors of :func:`decompress`.
     """
     _check_device(device)
-    return _with_mapped(path, lambda view: _load(view, device, framework, verify))
+    return _with_mapped(path, lambda view: load_buffer(view, device=device, framework=framework, verify=verify, max_bytes=max_bytes))
 
 
 def _with_mapped(path: PathLike, read: Any) -> Any:
@@ -336,8 +362,12 @@ def load_metadata(path: PathLike) -> dict[str, str]:
     return _with_mapped(path, lambda view: container.read_header(view).metadata)
 
 
-def _load(buf: memoryview, device: str, framework: str | None, verify: bool) -> dict[str, Any]:
+def load_buffer(
+    buf: memoryview, *, device: str = "cpu", framework: str | None = None, verify: bool = True, max_bytes: int | None = None
+) -> dict[str, Any]:
+    """What :func:`load_file` does once it has mapped the file: every tensor of a file held in ``buf``."""
     header = container.read_header(buf)
+    codec.check_size(header.entries, len(buf), max_bytes)
     if device == "cuda":
         arrays = _decode_on_gpu(buf, header, verify, framework=framework)
         return {entry.name: array for entry, array in zip(header.entries, arrays)}

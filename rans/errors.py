@@ -75,3 +75,12 @@ class TruncatedDataError(CorruptDataError):
 
 class ChecksumError(CorruptDataError):
     """A stored CRC-32 does not match the bytes it covers."""
+
+
+class SizeLimitError(RansError):
+    """The decoded tensors would take more bytes than ``max_bytes`` allows.
+
+    The guard against decompression bombs: a constant plane stores no data,
+    so a file of a few bytes may describe a tensor of any size. Pass a larger
+    ``max_bytes`` to load such a file on purpose.
+    """
