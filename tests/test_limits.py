@@ -13,6 +13,8 @@ import pytest
 import rans
 from fuzz.files import assemble, take_apart
 from rans import codec
+from rans.constants import MAX_CHUNK, STATE_LOW
+from rans.reference import coder, tables
 
 
 def _bomb(shape: list[int], dtype: str = "F32", planes: list[Any] | None = None) -> bytes:
@@ -81,3 +83,16 @@ def test_zero_limit_allows_only_empty_tensors() -> None:
     assert rans.decompress(rans.compress(np.zeros((0, 3), np.int8)), max_bytes=0).shape == (0, 3)
     with pytest.raises(rans.SizeLimitError):
         rans.decompress(rans.compress(np.zeros(1, np.int8)), max_bytes=0)
+
+
+def test_damaged_long_chunk_fails_early() -> None:
+    """A one-lane chunk of 4 Mi symbols without words fails within a few hundred steps, not after
+    a million (the reference checks for chunks reading past their words as it goes)."""
+    freq = np.zeros(256, np.int64)
+    freq[:2] = 2048
+    head = coder.HEADER.pack(1, 0, MAX_CHUNK // 128) + tables.serialize(freq)
+    head += bytes(-len(head) % 4)
+    section = head + np.array([STATE_LOW, 0], "<u4").tobytes()
+    with pytest.raises(rans.CorruptDataError, match="read past its words") as e:
+        coder.decode(section, MAX_CHUNK)
+    assert e.value.chunk == 0
