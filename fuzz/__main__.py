@@ -120,8 +120,8 @@ def run_atheris(names: list[str], seconds: float | None, runs: int | None) -> di
         import atheris  # noqa: F401
     except ImportError:
         raise SystemExit(
-            "--engine atheris needs atheris (pip install atheris); it has wheels for CPython 3.8-3.11 on "
-            "Linux x86-64, and on other platforms builds from source against a libFuzzer-enabled clang"
+            "--engine atheris needs atheris (pip install atheris); where pip finds no wheel for this Python "
+            "and platform, it builds atheris from source, which needs clang with libFuzzer"
         ) from None
     results = {}
     share = None if seconds is None else max(1, int(seconds / len(names)))
