@@ -153,7 +153,7 @@ def _atheris_one(name: str, seconds: int | None, runs: int | None) -> Result:
     edges = re.findall(r"cov: (\d+) ft: (\d+)", log)
     result = Result(executions, elapsed, coverage=f"{edges[-1][0]} edges, {edges[-1][1]} features" if edges else None)
     if process.returncode != 0:
-        lines = [line for line in log.splitlines() if "Error" in line or "Exception" in line or "Assertion" in line]
+        lines = [line for line in log.splitlines() if re.search(r"error|exception|assertion", line, re.IGNORECASE)]
         result.failure = (lines[-1] if lines else f"exit status {process.returncode}") + f" (inputs in {crashes})"
     return result
 

@@ -1,8 +1,9 @@
 """The fuzz targets, briefly, and every failure a fuzz campaign saved, replayed as ordinary tests.
 
 Hypothesis failures are in ``.hypothesis/fuzz`` (replayed by the smoke test
-of each target); atheris crashes in ``.hypothesis/atheris/NAME/crashes``
-(one test each).
+of each target); atheris crashes in ``.hypothesis/atheris/NAME/crashes``,
+and the fixed ones worth keeping in ``fuzz/regressions/NAME/`` (one test
+each).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from fuzz.files import Draw, take_apart
 from fuzz.targets import SEED, SEED_INPUTS, SEEDS, checked
 from rans import codec, container
 
-CRASHES = sorted(glob.glob(os.path.join(ATHERIS_DIR, "*", "crashes", "*")))
+REGRESSIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz", "regressions")
+CRASHES = sorted(glob.glob(os.path.join(ATHERIS_DIR, "*", "crashes", "*")) + glob.glob(os.path.join(REGRESSIONS, "*", "*")))
 
 
 @pytest.mark.parametrize("name", list(TARGETS))
@@ -28,10 +30,11 @@ def test_target_smoke_and_replay(name: str) -> None:
     hypothesis_test(name, 50)()
 
 
-@pytest.mark.parametrize("path", CRASHES, ids=[os.path.relpath(p, ATHERIS_DIR) for p in CRASHES])
+@pytest.mark.parametrize("path", CRASHES, ids=[os.path.basename(p) for p in CRASHES])
 def test_atheris_crash_replay(path: str) -> None:
-    """An input atheris saved as a crash now succeeds or raises a RansError."""
-    name = os.path.relpath(path, ATHERIS_DIR).split(os.sep)[0]
+    """An input atheris saved as a crash (or one kept in fuzz/regressions/TARGET/) now succeeds or raises a RansError."""
+    folder = os.path.dirname(path)
+    name = os.path.basename(os.path.dirname(folder) if folder.endswith("crashes") else folder)
     with open(path, "rb") as f:
         checked(name)(f.read())
 
