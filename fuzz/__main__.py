@@ -6,7 +6,9 @@ in ``.hypothesis/atheris/NAME/corpus`` and its crashing inputs in
 ``.hypothesis/atheris/NAME/crashes``. ``tests/test_fuzz_replay.py`` replays
 both as ordinary tests. The summary gives each target's executions,
 failures, time, executions per second and coverage (``--coverage``: line
-coverage of ``rans/`` under Hypothesis; edges under atheris, always);
+coverage of ``rans/`` under Hypothesis, a lower bound, since the lines run
+at import, before tracing starts, count as missed; edges under atheris,
+always);
 ``--json PATH`` writes it as JSON.
 """
 

@@ -1,7 +1,8 @@
 """Decode a corpus of corrupted files on the GPU and compare with the reference.
 
-``python -m fuzz.gpu_corpus DIR [--make N] [--seed S] [--json PATH]``; meant
-to run under ``compute-sanitizer --tool memcheck``. With ``--make N`` it
+``python -m fuzz.gpu_corpus DIR [--make N] [--seed S] [--shard K/N] [--json PATH]``;
+meant to run under ``compute-sanitizer --tool memcheck`` (``--shard`` splits
+a long run over several calls). With ``--make N`` it
 first writes ``N`` files to ``DIR`` with :mod:`fuzz.corpus`. Each file is
 loaded with ``rans.load_file(path, device="cuda", framework="numba")``,
 once with ``verify=True`` and once with ``verify=False`` (so that corrupt
@@ -106,13 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=int, default=8, help="base file size for --make (see fuzz.corpus)")
     parser.add_argument("--limit", type=int, help="decode only the first files")
+    parser.add_argument("--shard", default="0/1", metavar="K/N", help="decode only files K, K + N, K + 2N, ... (0-based)")
     parser.add_argument("--json", metavar="PATH", default="gpu_corpus.json")
     args = parser.parse_args(argv)
     if args.make:
         from . import corpus
 
         corpus.write(args.directory, args.make, args.seed, args.scale)
-    paths = sorted(glob.glob(os.path.join(args.directory, "*.rans")))[: args.limit]
+    k, n = (int(v) for v in args.shard.split("/"))
+    paths = sorted(glob.glob(os.path.join(args.directory, "*.rans")))[: args.limit][k::n]
     if not paths:
         raise SystemExit(f"no .rans files in {args.directory}")
     result = run(paths)
