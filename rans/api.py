@@ -322,7 +322,8 @@ def load_file(
         ``max_bytes``, or the errors of :func:`decompress`.
     """
     _check_device(device)
-    return _with_mapped(path, lambda view: load_buffer(view, device=device, framework=framework, verify=verify, max_bytes=max_bytes))
+    options = {"device": device, "framework": framework, "verify": verify, "max_bytes": max_bytes}
+    return _with_mapped(path, lambda view: load_buffer(view, **options))
 
 
 def _with_mapped(path: PathLike, read: Any) -> Any:
