@@ -16,6 +16,7 @@ from .errors import (
     NotRansDataError,
     NotSafetensorsError,
     RansError,
+    SizeLimitError,
     TruncatedDataError,
     UnsupportedVersionError,
 )
@@ -38,4 +39,5 @@ __all__ = [
     "CorruptDataError",
     "TruncatedDataError",
     "ChecksumError",
+    "SizeLimitError",
 ]

@@ -111,6 +111,7 @@ def decompress(
     framework: str | None = None,
     verify: bool = True,
     backend: str = "auto",
+    max_bytes: int | None = None,
 ) -> Any:
     """Decompress bytes made by :func:`compress` into a NumPy array.
 
@@ -141,10 +142,17 @@ def decompress(
         raw bits (``uint16``, ``uint8``).
     verify : bool
         Check every section's CRC-32 (default). Coded chunks are checked by
-        their final states either way.
-    backend : {"auto", "cpu", "reference"}
-        With ``device="cpu"``: the decoder (see :func:`compress`); all give
-        the same arrays and raise the same errors.
+        their final states either way; with ``verify=False`` damage to raw
+        sections, and some damage to coded words, goes unnoticed.
+    max_bytes : int, optional
+        The most bytes the decoded tensor may take. By default
+        ``max(256 MiB, 1024 * len(data))``, which keeps a small file from
+        claiming a huge tensor (a decompression bomb: a constant plane
+        stores nothing); pass a larger value to allow one.
+    backend : {"auto", "cpu", "reference", "gpu"}
+        With ``device="cpu"``: the decoder (see :func:`compress`; ``"gpu"``
+        decodes there and copies the tensor back); all give the same arrays
+        and raise the same errors.
 
     Returns
     -------
@@ -157,6 +165,8 @@ def decompress(
         The data is not a rans file, is of another version, or is damaged.
     rans.InvalidArgumentError
         The data holds more or fewer than one tensor (use :func:`load_file`).
+    rans.SizeLimitError
+        The tensor would take more than ``max_bytes``.
     """
     buf = _buffer(data)
     _check_device(device)
@@ -164,6 +174,7 @@ def decompress(
     header = container.read_header(buf)
     if len(header.entries) != 1:
         raise InvalidArgumentError(f"data holds {len(header.entries)} tensors, not one; use rans.load_file")
+    codec.check_size(header.entries, len(buf), max_bytes)
     if device == "cuda":
         return _decode_on_gpu(buf, header, verify, out=out, stream=stream, framework=framework)[0]
     return codec.decode_tensor(header.entries[0], buf, verify, decoder)
@@ -287,7 +298,13 @@ def write_atomic(path: PathLike, fill: Any) -> None:
 
 
 def load_file(
-    path: PathLike, *, device: str = "cpu", framework: str | None = None, verify: bool = True, backend: str = "auto"
+    path: PathLike,
+    *,
+    device: str = "cpu",
+    framework: str | None = None,
+    verify: bool = True,
+    max_bytes: int | None = None,
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """Read every tensor of a file written by :func:`save_file`.
 
@@ -311,7 +328,10 @@ def load_file(
         on the CPU, ``"torch"`` (default) or ``"numba"`` with ``device="cuda"``.
     verify : bool
         Check every section's CRC-32 (default).
-    backend : {"auto", "cpu", "reference"}
+    max_bytes : int, optional
+        The most bytes the decoded tensors may take together; by default
+        ``max(256 MiB, 1024 * file size)`` (see :func:`decompress`).
+    backend : {"auto", "cpu", "reference", "gpu"}
         With ``device="cpu"``: the decoder, as in :func:`decompress`.
 
     Returns
@@ -319,11 +339,17 @@ def load_file(
     dict of str to array
         The tensors in file order. On the CPU they are decoded one at a
         time, so host memory beyond them stays near the largest tensor's size.
+
+    Raises
+    ------
+    rans.RansError
+        A :class:`~rans.SizeLimitError` naming the tensor that would pass
+        ``max_bytes``, or the errors of :func:`decompress`.
     """
     files.check_framework(device, framework)
     if device == "cpu":
-        return files.load_cpu(path, framework, verify, backend)
-    return _with_mapped(path, lambda view: _load_on_gpu(view, framework, verify))
+        return files.load_cpu(path, framework, verify, backend, max_bytes)
+    return _with_mapped(path, lambda view: load_buffer(view, device=device, framework=framework, verify=verify, max_bytes=max_bytes))
 
 
 def _with_mapped(path: PathLike, read: Any) -> Any:
@@ -363,7 +389,22 @@ def load_metadata(path: PathLike) -> dict[str, str]:
     return _with_mapped(path, lambda view: container.read_header(view).metadata)
 
 
-def _load_on_gpu(buf: memoryview, framework: str | None, verify: bool) -> dict[str, Any]:
+def load_buffer(
+    buf: memoryview,
+    *,
+    device: str = "cpu",
+    framework: str | None = None,
+    verify: bool = True,
+    max_bytes: int | None = None,
+    backend: str = "auto",
+) -> dict[str, Any]:
+    """What :func:`load_file` does with a whole file held in ``buf``: every tensor, decoded."""
+    files.check_framework(device, framework)
     header = container.read_header(buf)
-    arrays = _decode_on_gpu(buf, header, verify, framework=framework)
-    return {entry.name: array for entry, array in zip(header.entries, arrays)}
+    codec.check_size(header.entries, len(buf), max_bytes)
+    if device == "cuda":
+        arrays = _decode_on_gpu(buf, header, verify, framework=framework)
+        return {entry.name: array for entry, array in zip(header.entries, arrays)}
+    decoder = backends.get(backend)
+    tensors = {entry.name: codec.decode_tensor(entry, buf, verify, decoder) for entry in header.entries}
+    return {name: files.to_torch(a) for name, a in tensors.items()} if framework == "torch" else tensors

@@ -16,8 +16,13 @@ from typing import Callable
 import numpy as np
 
 from . import backends, container, dtypes
-from .errors import ChecksumError, CorruptDataError, InvalidArgumentError, RansError
+from .errors import ChecksumError, CorruptDataError, InvalidArgumentError, RansError, SizeLimitError
 from .reference import coder, tables
+
+MAX_RATIO = 1024
+"""Default limit on decoded bytes per byte of file, about deflate's largest ratio (1032)."""
+MIN_LIMIT = 1 << 28
+"""Default limit on decoded bytes for files small enough that :data:`MAX_RATIO` would allow less (256 MiB)."""
 
 
 def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, table_bytes: int) -> int:
@@ -115,6 +120,41 @@ def decode_tensor(
     if entry.dtype == "BOOL" and planes and planes[0].size and int(planes[0].max()) > 1:
         raise CorruptDataError("a BOOL element is neither 0 nor 1", tensor=entry.name, field="planes[0]")
     return backend.join(planes, entry.dtype, entry.split, entry.shape)
+
+
+def default_max_bytes(file_size: int) -> int:
+    """The decoded bytes a file of ``file_size`` bytes may hold unless the caller allows more.
+
+    ``max(MIN_LIMIT, MAX_RATIO * file_size)``: memory and work stay
+    proportional to the input, as with deflate, with a 256 MiB floor.
+    """
+    return max(MIN_LIMIT, MAX_RATIO * file_size)
+
+
+def check_size(entries: list[container.Entry], file_size: int, max_bytes: int | None) -> None:
+    """Raise :class:`~rans.SizeLimitError`, naming the tensor that crosses it, if the entries
+    decode to more than ``max_bytes`` bytes together (by default :func:`default_max_bytes`).
+
+    Called after the header is parsed and before anything is allocated, so
+    a tiny file whose header claims a huge tensor (a constant plane stores
+    nothing) costs nothing to reject.
+    """
+    if max_bytes is None:
+        limit, why = default_max_bytes(file_size), f"the default for a file of {file_size} bytes"
+    elif isinstance(max_bytes, (int, np.integer)) and not isinstance(max_bytes, bool) and max_bytes >= 0:
+        limit, why = int(max_bytes), "max_bytes"
+    else:
+        raise InvalidArgumentError(f"max_bytes must be a non-negative integer or None, not {max_bytes!r}")
+    total = 0
+    for entry in entries:
+        total += entry.nbytes
+        if total > limit:
+            raise SizeLimitError(
+                f"{entry.dtype} tensor of shape {list(entry.shape)} ({entry.nbytes} bytes) brings the decoded "
+                f"size to {total} bytes, above {limit} ({why}); pass a larger max_bytes to allow it",
+                tensor=entry.name,
+                field="shape",
+            )
 
 
 def verify_sections(entry: container.Entry, buf: memoryview) -> None:

@@ -79,3 +79,12 @@ class ChecksumError(CorruptDataError):
 
 class NotSafetensorsError(RansError):
     """A file given as safetensors is not one (bad length prefix, header or data offsets)."""
+
+
+class SizeLimitError(RansError):
+    """The decoded tensors would take more bytes than ``max_bytes`` allows.
+
+    The guard against decompression bombs: a constant plane stores no data,
+    so a file of a few bytes may describe a tensor of any size. Pass a larger
+    ``max_bytes`` to load such a file on purpose.
+    """

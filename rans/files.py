@@ -73,8 +73,10 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
         Where to decode.
     verify : bool
         Check each tensor's CRC-32 before decoding it (default).
-    backend : {"auto", "cpu", "reference"}
-        The CPU decoder (see :func:`rans.decompress`); ``device="cuda"`` decodes on the GPU.
+    backend : {"auto", "cpu", "reference", "gpu"}
+        The CPU-side decoder (see :func:`rans.decompress`); ``device="cuda"`` decodes on the GPU.
+    max_bytes : int, optional
+        The most bytes one tensor may decode to (see :func:`rans.decompress`).
 
     Raises
     ------
@@ -84,10 +86,17 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
     """
 
     def __init__(
-        self, path: str | os.PathLike, framework: str = "numpy", device: str = "cpu", *, verify: bool = True, backend: str = "auto"
+        self,
+        path: str | os.PathLike,
+        framework: str = "numpy",
+        device: str = "cpu",
+        *,
+        verify: bool = True,
+        backend: str = "auto",
+        max_bytes: int | None = None,
     ) -> None:
         check_framework(device, framework)
-        self.framework, self.device, self.verify = framework, device, verify
+        self.framework, self.device, self.verify, self.max_bytes = framework, device, verify, max_bytes
         self._decoder = backends.get(backend)
         self._map: mmap.mmap | None = None
         self._view = memoryview(b"")
@@ -117,6 +126,7 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
     def get_tensor(self, name: str) -> Any:
         """Check and decode tensor ``name``; raises ``KeyError`` if the file has no such tensor."""
         entry = self._entries[name]
+        self._guarded(lambda: codec.check_size([entry], len(self._view), self.max_bytes))
         if self.device == "cuda":
             return self._guarded(lambda: self._on_gpu(entry))
         array = self._guarded(lambda: codec.decode_tensor(entry, self._view, self.verify, self._decoder))
@@ -168,7 +178,14 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
         self.close()
 
 
-def load_cpu(path: str | os.PathLike, framework: str | None, verify: bool, backend: str = "auto") -> dict[str, Any]:
-    """Every tensor of a file decoded on the CPU, one at a time (what :func:`rans.load_file` does on ``cpu``)."""
-    with safe_open(path, framework or "numpy", "cpu", verify=verify, backend=backend) as f:
+def load_cpu(
+    path: str | os.PathLike, framework: str | None, verify: bool, backend: str = "auto", max_bytes: int | None = None
+) -> dict[str, Any]:
+    """Every tensor of a file decoded on the CPU, one at a time (what :func:`rans.load_file` does on ``cpu``).
+
+    Raises :class:`~rans.SizeLimitError` before decoding anything if the tensors would take more
+    than ``max_bytes`` (see :func:`rans.codec.check_size`).
+    """
+    with safe_open(path, framework or "numpy", "cpu", verify=verify, backend=backend, max_bytes=max_bytes) as f:
+        f._guarded(lambda: codec.check_size(f.header.entries, len(f._view), max_bytes))
         return {name: f.get_tensor(name) for name in f.keys()}

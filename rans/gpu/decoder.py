@@ -375,6 +375,17 @@ class Batch:
                 run.status.copy_to_device(self.clear, stream=stream)
             stream.synchronize()
             raise failed[0][0].error(self.entries, failed[0][1])
+        if self.target is not None:
+            self._check_bools(self.target[0])
+
+    def _check_bools(self, out8: Any) -> None:
+        """Raise :class:`~rans.CorruptDataError` if a decoded BOOL tensor holds a byte other than 0 or 1.
+
+        BOOL tensors are copied back to the host for this; they are rare and small in model files.
+        """
+        for entry, offset, size in zip(self.entries, self.offsets, self.sizes):
+            if entry.dtype == "BOOL" and size and int(out8[offset : offset + size].copy_to_host().max()) > 1:
+                raise CorruptDataError("a BOOL element is neither 0 nor 1", tensor=entry.name, field="planes[0]")
 
     def decode(self, framework: str | None = None, stream: Any = None) -> list[Any]:
         """Decode into a new buffer; return one device array per tensor (see :func:`decode`)."""

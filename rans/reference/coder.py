@@ -272,6 +272,16 @@ def read_section(section: bytes | memoryview, n: int, field: str = "plane") -> S
     return Section(freq, chunk, layout, lengths, states, counts, words)
 
 
+_OVERRUN_CHECK = 256
+"""Steps between checks that no chunk has read past its words, so damaged data fails early."""
+
+
+def _check_overrun(next_word: np.ndarray, end: np.ndarray, field: str) -> None:
+    bad = np.flatnonzero(next_word > end)
+    if bad.size:
+        raise CorruptDataError("chunk read past its words: the coded data is corrupt", field=field, chunk=int(bad[0]))
+
+
 def decode(section: bytes | memoryview, n: int, field: str = "plane") -> np.ndarray:
     """Decode a section written by :func:`encode` back into ``n`` byte symbols.
 
@@ -318,6 +328,8 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane") -> np.ndar
             x = np.where(need, (decoded << WORD_BITS) | word, decoded)
             next_word += need.sum(axis=1)
             out[:, k] = s
+        if step % _OVERRUN_CHECK == _OVERRUN_CHECK - 1:
+            _check_overrun(next_word, end, field)
 
     bad = np.flatnonzero((next_word != end) | (x != STATE_LOW).any(axis=1))
     if bad.size:
