@@ -8,7 +8,6 @@ where bit-exactness is judged.
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,39 +15,12 @@ from hypothesis import strategies as st
 
 import rans
 from rans import container
+from weights import weights
 
 cuda = pytest.importorskip("numba.cuda")
 
 SIMULATED = bool(__import__("numba").config.ENABLE_CUDASIM)
 SMALL = settings(max_examples=3 if SIMULATED else 40, deadline=None, suppress_health_check=list(HealthCheck))
-
-
-def weights(kind: str, n: int, seed: int) -> np.ndarray:
-    """Tensors of every dtype family, drawn like real ones."""
-    rng = np.random.default_rng(seed)
-    if kind == "bf16":
-        return rng.normal(0, 0.02, n).astype(np.float32).astype(ml_dtypes.bfloat16)
-    if kind == "f32":
-        return rng.normal(0, 0.02, n).astype(np.float32)
-    if kind == "f32-bf16":
-        return rng.normal(0, 0.02, n).astype(ml_dtypes.bfloat16).astype(np.float32)
-    if kind == "f16":
-        return rng.normal(0, 0.02, n).astype(np.float16)
-    if kind == "e4m3":
-        return rng.normal(0, 1, n).astype(ml_dtypes.float8_e4m3fn)
-    if kind == "e5m2":
-        return rng.normal(0, 1, n).astype(ml_dtypes.float8_e5m2)
-    if kind == "i8":
-        return np.clip(np.round(rng.normal(0, 12, n)), -128, 127).astype(np.int8)
-    if kind == "i16":
-        return np.round(rng.normal(0, 12, n)).astype(np.int16)
-    if kind == "i32":
-        return np.round(rng.normal(0, 300, n)).astype(np.int32) << 8
-    if kind == "i64":
-        return np.round(rng.normal(0, 300, n)).astype(np.int64)
-    if kind == "u8-few":
-        return rng.choice(np.array([0, 1, 7, 200], np.uint8), n, p=[0.7, 0.2, 0.05, 0.05])
-    return rng.integers(0, 2, n).astype(np.bool_)
 
 
 KINDS = ["bf16", "f32", "f32-bf16", "f16", "e4m3", "e5m2", "i8", "i16", "i32", "i64", "u8-few", "bool"]
