@@ -273,13 +273,7 @@ def read_section(section: bytes | memoryview, n: int, field: str = "plane") -> S
 
 
 _OVERRUN_CHECK = 256
-"""Steps between checks that no chunk has read past its words, so damaged data fails early."""
-
-
-def _check_overrun(next_word: np.ndarray, end: np.ndarray, field: str) -> None:
-    bad = np.flatnonzero(next_word > end)
-    if bad.size:
-        raise CorruptDataError("chunk read past its words: the coded data is corrupt", field=field, chunk=int(bad[0]))
+"""Steps between checks for chunks that have read past their words (and so will fail)."""
 
 
 def decode(section: bytes | memoryview, n: int, field: str = "plane") -> np.ndarray:
@@ -299,7 +293,14 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane") -> np.ndar
     rans.CorruptDataError
         :func:`read_section` rejects the section, or a chunk starts below
         state ``L`` or does not end in state ``L`` having read exactly its
-        words.
+        words; the error names the first such chunk.
+
+    Notes
+    -----
+    Every :data:`_OVERRUN_CHECK` steps, chunks that have read past their
+    words are set aside as failed and only the chunks before the first of
+    them are decoded further (only those can be the first to fail), so a
+    damaged long chunk costs a few hundred steps, not its length.
     """
     parsed = read_section(section, n, field)
     freq, chunk, layout, lengths, counts = parsed.freq, parsed.chunk, parsed.layout, parsed.lengths, parsed.counts
@@ -314,6 +315,7 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane") -> np.ndar
     next_word = np.cumsum(counts) - counts
     end = next_word + counts
     out = np.empty((layout.n_chunks, chunk), dtype=np.uint8)
+    overrun = None  # the first chunk known to have read past its words
     for step in range(_steps(n, chunk, layout.lanes)):
         for sub in range(RUN):
             k = _positions(step, sub, layout.lanes)
@@ -328,12 +330,15 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane") -> np.ndar
             x = np.where(need, (decoded << WORD_BITS) | word, decoded)
             next_word += need.sum(axis=1)
             out[:, k] = s
-        if step % _OVERRUN_CHECK == _OVERRUN_CHECK - 1:
-            _check_overrun(next_word, end, field)
+        if step % _OVERRUN_CHECK == _OVERRUN_CHECK - 1 and (next_word > end).any():
+            overrun = int(np.flatnonzero(next_word > end)[0])
+            x, next_word, end, lengths, out = x[:overrun], next_word[:overrun], end[:overrun], lengths[:overrun], out[:overrun]
+            if overrun == 0:
+                break
 
     bad = np.flatnonzero((next_word != end) | (x != STATE_LOW).any(axis=1))
-    if bad.size:
-        i = int(bad[0])
-        what = "did not read exactly its words" if next_word[i] != end[i] else "did not end in state L"
+    if bad.size or overrun is not None:
+        i = int(bad[0]) if bad.size else overrun
+        what = "did not end in state L" if i != overrun and next_word[i] == end[i] else "did not read exactly its words"
         raise CorruptDataError(f"chunk {what}: the coded data is corrupt", field=field, chunk=i)
     return out.reshape(-1)[:n]
