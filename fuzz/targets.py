@@ -10,9 +10,12 @@ back.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
+import os
+import tempfile
 import zlib
 from typing import Any, Callable
 
@@ -262,6 +265,42 @@ def section(data: bytes) -> None:
     assert cpu.decode(data[2:], n).tobytes() == expected.tobytes(), "the CPU decoder gave other symbols"
 
 
+_CLI_DIR = tempfile.mkdtemp(prefix="rans-fuzz-cli-")
+
+
+def cli(data: bytes) -> None:
+    """The command line on a damaged file: a seed file with XOR edits (as :func:`mutate`) given to
+    ``verify``, ``info`` and ``decompress``.
+
+    Oracle: each command returns an exit status (no exception escapes); ``verify`` and
+    ``decompress`` succeed exactly when the file is its seed unchanged; a failed
+    ``decompress`` leaves no output and no temporary file behind.
+    """
+    from rans import cli as command_line
+
+    draw = Draw(data)
+    seed = SEEDS[draw.below(len(SEEDS))]
+    mutated = bytearray(seed)
+    while draw.pos + 5 <= len(data):
+        offset = int.from_bytes(draw.take(4), "little") % len(mutated)
+        mutated[offset] ^= draw.take(1)[0] or 1
+    path = os.path.join(_CLI_DIR, "in.rans")
+    out = os.path.join(_CLI_DIR, "out.safetensors")
+    with open(path, "wb") as f:
+        f.write(mutated)
+    changed = bytes(mutated) != seed
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        verified = command_line.main(["verify", "--quiet", path])
+        command_line.main(["info", path])
+        decompressed = command_line.main(["decompress", "--quiet", "--force", path, "-o", out])
+    assert (verified != 0) == changed, f"verify returned {verified} for a file that {'differs from' if changed else 'is'} its seed"
+    assert (decompressed != 0) == changed, f"decompress returned {decompressed} for a file that {'differs from' if changed else 'is'} its seed"
+    assert decompressed == 0 or not os.path.exists(out), "a failed decompress left its output"
+    assert os.listdir(_CLI_DIR) in (["in.rans"], sorted(["in.rans", "out.safetensors"])), os.listdir(_CLI_DIR)
+    if os.path.exists(out):
+        os.unlink(out)
+
+
 ENCODERS: dict[str, Callable[[np.ndarray, int], bytes]] = {
     "reference": lambda array, chunk: rans.compress(array, chunk_size=chunk, backend="reference"),
     "cpu": lambda array, chunk: rans.compress(array, chunk_size=chunk, backend="cpu"),
@@ -330,6 +369,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "container": container_json,
     "section": section,
     "roundtrip": roundtrip,
+    "cli": cli,
 }
 """Every target by name."""
 
