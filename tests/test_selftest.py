@@ -27,4 +27,20 @@ def test_selftest_reports_a_broken_decoder(monkeypatch: pytest.MonkeyPatch, caps
 
     monkeypatch.setattr(api, "decompress", broken)
     assert selftest.main(["--quiet", "--backends", "cpu"]) == 1
-    assert "F16 (seed 0): the CPU round trip changed the tensor" in capsys.readouterr().err
+    assert "F16 (seed 0): the cpu round trip changed the tensor" in capsys.readouterr().err
+
+
+def test_selftest_reports_backends_that_disagree(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A reference encoder that writes other bytes than the CPU one makes the self-test fail and say so."""
+    from rans.reference import coder
+
+    real = coder.encode
+
+    def broken(*args: object, **options: object) -> bytes:
+        section = bytearray(real(*args, **options))
+        section[-1] ^= 1
+        return bytes(section)
+
+    monkeypatch.setattr(coder, "encode", broken)
+    assert selftest.main(["--quiet", "--backends", "cpu"]) == 1
+    assert "BF16 (seed 0): the reference encoder wrote other bytes than the cpu one" in capsys.readouterr().err
