@@ -231,8 +231,12 @@ COMPILE = textwrap.dedent(
     """
     import sys
     from numba import cuda, types as t
-    from numba.cuda.cudadrv import nvvm
+    from numba.cuda.cudadrv import nvrtc, nvvm
     if not nvvm.is_available():
+        sys.exit(77)
+    try:
+        nvrtc.get_supported_ccs()
+    except Exception:  # the NVRTC library is not installed
         sys.exit(77)
     from rans.gpu import encode_kernels as ek
     u8, u16, u32, i64 = (t.Array(x, 1, "C") for x in (t.uint8, t.uint16, t.uint32, t.int64))
@@ -254,12 +258,12 @@ COMPILE = textwrap.dedent(
 
 @pytest.mark.skipif(not SIMULATED, reason="on a GPU the other tests compile the kernels")
 def test_kernels_compile_for_the_gpu() -> None:
-    """Without a GPU, the simulator runs the kernels as Python: type and compile them for sm_90 (needs NVVM)."""
+    """Without a GPU, the simulator runs the kernels as Python: type and compile them for sm_90 (needs NVVM and NVRTC)."""
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-c", COMPILE], env=env, cwd=root, capture_output=True, text=True, timeout=600)
     if done.returncode == 77:
-        pytest.skip("NVVM is not installed")
+        pytest.skip("NVVM or NVRTC is not installed")
     assert done.returncode == 0, done.stderr[-3000:]
 
 
