@@ -32,21 +32,24 @@ def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, tab
     return layout.words_at + -(-bits // 8)
 
 
-def _plan_plane(plane: np.ndarray, chunk: int, count: Callable[[np.ndarray], np.ndarray]) -> tuple[str, np.ndarray | None]:
+def _plan_plane(plane: np.ndarray, chunk: int, backend: backends.Backend) -> tuple[str, np.ndarray | None]:
     """The mode for one plane, and its frequency table if it is to be coded."""
-    return plan_counts(count(plane), plane.size, chunk)
+    return plan_counts(backend.count(plane), plane.size, chunk, backend.quantize)
 
 
-def plan_counts(counts: np.ndarray, n: int, chunk: int) -> tuple[str, np.ndarray | None]:
+def plan_counts(
+    counts: np.ndarray, n: int, chunk: int, quantize: Callable[[np.ndarray], np.ndarray] = tables.quantize
+) -> tuple[str, np.ndarray | None]:
     """The mode for a plane of ``n`` symbols with byte ``counts``, and its table if it is to be coded.
 
-    Encoders that count symbols elsewhere (the GPU's) plan with this, so every backend chooses alike.
+    Encoders that count symbols elsewhere (the GPU's) plan with this, so every backend chooses alike;
+    ``quantize`` is :func:`rans.reference.tables.quantize` or a backend's faster equal.
     """
     if n == 0:
         return "raw", None
     if np.count_nonzero(counts) == 1:
         return "const", None
-    freq = tables.quantize(counts)
+    freq = quantize(counts)
     if estimate_coded(counts, freq, n, chunk, tables.serialized_size(freq)) < n:
         return "coded", freq
     return "raw", None
@@ -73,7 +76,7 @@ def encode_tensor(
         raise InvalidArgumentError(f"tensor {name!r}: a BOOL array holds bytes other than 0 and 1")
     for split in dtypes.splits_of(dtype):
         planes = backend.split(array, split)
-        plans = [_plan_plane(p, chunk, backend.count) for p in planes]
+        plans = [_plan_plane(p, chunk, backend) for p in planes]
         if split == "none" or any(mode != "raw" for mode, _ in plans):
             break
     entry = container.Entry(name, dtype, tuple(int(d) for d in array.shape))

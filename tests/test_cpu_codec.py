@@ -289,3 +289,15 @@ def test_calls_from_several_threads_at_once() -> None:
     assert got == expected
     for x, y in zip(arrays, back):
         assert_identical(x, y)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.just(0) | st.integers(1, 5) | st.integers(1, 300) | st.integers(100, 10**7), min_size=256, max_size=256),
+    st.integers(0, 255),
+)
+def test_table_choice_equals_the_reference(weights: list[int], anchor: int) -> None:
+    """The compiled quantize picks the reference's table (every precision tried, the same costs and ties)."""
+    counts = np.array(weights, dtype=np.int64)
+    counts[anchor] += 1
+    assert cpu.quantize(counts).tolist() == tables.quantize(counts).tolist()

@@ -14,5 +14,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .coder import decode, encode  # noqa: E402
 from .planes import count, join, split  # noqa: E402
+from .tables import quantize  # noqa: E402
 
-__all__ = ["encode", "decode", "count", "split", "join"]
+__all__ = ["encode", "decode", "count", "quantize", "split", "join"]

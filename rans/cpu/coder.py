@@ -15,6 +15,7 @@ from ..reference import tables
 from ..reference.coder import HEADER, HEADER_BYTES, Layout, check_chunk, lanes_for, read_section
 from . import kernels
 from .planes import count
+from .tables import quantize
 
 
 def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, lanes: int | None = None) -> memoryview:
@@ -58,7 +59,7 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, lanes:
         raise InvalidArgumentError(f"lanes must be a power of two from 1 to 32, not {lanes!r}")
     lanes = int(lanes)
     if freq is None:
-        freq = tables.quantize(count(plane))
+        freq = quantize(count(plane))
     freq = np.ascontiguousarray(freq, dtype=np.int64)
     head = HEADER.pack(lanes, 0, chunk // GROUP) + tables.serialize(freq)
     layout = Layout.of(n, chunk, len(head) - HEADER_BYTES, lanes)
