@@ -3,8 +3,9 @@
 A backend is a module with ``encode(plane, chunk, freq, lanes=None)`` and
 ``decode(section, n, field)`` (the signatures of
 :mod:`rans.reference.coder`), and optionally ``count``, ``quantize``,
-``split`` and ``join`` (those of :func:`rans.reference.tables.count`,
-:func:`rans.reference.tables.quantize`, :func:`rans.dtypes.split` and
+``serialized_size``, ``split`` and ``join`` (those of
+:func:`rans.reference.tables.count`, :func:`rans.reference.tables.quantize`,
+:func:`rans.reference.tables.serialized_size`, :func:`rans.dtypes.split` and
 :func:`rans.dtypes.join`) and
 ``available() -> bool``. A backend that works on whole tensors instead
 (the GPU's) has ``encode_tensor`` and ``decode_tensor`` with the
@@ -54,6 +55,7 @@ class Backend:
     decode: Callable[..., Any] | None
     count: Callable[..., Any] = tables.count
     quantize: Callable[..., Any] = tables.quantize
+    serialized_size: Callable[..., Any] = tables.serialized_size
     split: Callable[..., Any] = dtypes.split
     join: Callable[..., Any] = dtypes.join
     encode_tensor: Callable[..., Any] | None = None
@@ -89,5 +91,5 @@ def _load(name: str) -> Backend:
         raise InvalidArgumentError(f"backend {name!r} is not available: {e}") from None
     if not getattr(module, "available", lambda: True)():
         raise InvalidArgumentError(f"backend {name!r} is not available on this machine")
-    parts = {f: getattr(module, f) for f in ("count", "quantize", "split", "join", "encode_tensor", "decode_tensor") if hasattr(module, f)}
+    parts = {f: getattr(module, f) for f in ("count", "quantize", "serialized_size", "split", "join", "encode_tensor", "decode_tensor") if hasattr(module, f)}
     return Backend(name, getattr(module, "encode", None), getattr(module, "decode", None), **parts)

@@ -34,23 +34,27 @@ def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, tab
 
 def _plan_plane(plane: np.ndarray, chunk: int, backend: backends.Backend) -> tuple[str, np.ndarray | None]:
     """The mode for one plane, and its frequency table if it is to be coded."""
-    return plan_counts(backend.count(plane), plane.size, chunk, backend.quantize)
+    return plan_counts(backend.count(plane), plane.size, chunk, backend.quantize, backend.serialized_size)
 
 
 def plan_counts(
-    counts: np.ndarray, n: int, chunk: int, quantize: Callable[[np.ndarray], np.ndarray] = tables.quantize
+    counts: np.ndarray,
+    n: int,
+    chunk: int,
+    quantize: Callable[[np.ndarray], np.ndarray] = tables.quantize,
+    serialized_size: Callable[[np.ndarray], int] = tables.serialized_size,
 ) -> tuple[str, np.ndarray | None]:
     """The mode for a plane of ``n`` symbols with byte ``counts``, and its table if it is to be coded.
 
     Encoders that count symbols elsewhere (the GPU's) plan with this, so every backend chooses alike;
-    ``quantize`` is :func:`rans.reference.tables.quantize` or a backend's faster equal.
+    ``quantize`` and ``serialized_size`` are :mod:`rans.reference.tables`' or a backend's faster equals.
     """
     if n == 0:
         return "raw", None
     if np.count_nonzero(counts) == 1:
         return "const", None
     freq = quantize(counts)
-    if estimate_coded(counts, freq, n, chunk, tables.serialized_size(freq)) < n:
+    if estimate_coded(counts, freq, n, chunk, serialized_size(freq)) < n:
         return "coded", freq
     return "raw", None
 

@@ -297,7 +297,12 @@ def test_calls_from_several_threads_at_once() -> None:
     st.integers(0, 255),
 )
 def test_table_choice_equals_the_reference(weights: list[int], anchor: int) -> None:
-    """The compiled quantize picks the reference's table (every precision tried, the same costs and ties)."""
+    """The compiled quantize picks the reference's table (every precision tried, the same costs and ties),
+    and the compiled serialized_size gives the length the reference writes."""
     counts = np.array(weights, dtype=np.int64)
     counts[anchor] += 1
-    assert cpu.quantize(counts).tolist() == tables.quantize(counts).tolist()
+    freq = cpu.quantize(counts)
+    assert freq.tolist() == tables.quantize(counts).tolist()
+    assert cpu.serialized_size(freq) == len(tables.serialize(freq))
+    exact = tables.scale(counts)
+    assert cpu.serialized_size(exact) == len(tables.serialize(exact))

@@ -1,4 +1,5 @@
-"""The writer's table choice, compiled: the same tables as :func:`rans.reference.tables.quantize`.
+"""The writer's table choice, compiled: the same tables as :func:`rans.reference.tables.quantize`,
+and the same sizes as :func:`rans.reference.tables.serialized_size`.
 
 The reference tries every precision from 12 down to 1 bits with NumPy
 calls on 256-entry arrays, about 1 ms a plane: on files of thousands of
@@ -135,6 +136,11 @@ def _choose(counts, exact, cost, precision_bits, prob_bits, fraction_bits):
             best[:] = freq
             best_cost = total
     return best
+
+
+def serialized_size(freq: np.ndarray) -> int:
+    """:func:`rans.reference.tables.serialized_size`: the bytes :func:`rans.reference.tables.serialize` writes."""
+    return int(_serialized_size(np.asarray(freq, dtype=np.int64), tables.PRECISION_BITS))
 
 
 def quantize(counts: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ import numpy as np
 from numba import cuda
 
 from .. import codec, container, dtypes
-from ..cpu.tables import quantize
+from ..cpu.tables import quantize, serialized_size
 from ..constants import DEFAULT_CHUNK, GROUP, LANE_COUNTS, LANES, M
 from ..errors import InvalidArgumentError
 from ..reference import coder, tables
@@ -389,7 +389,7 @@ class _Call:
         else:
             hists = list(counts)
             extractors = [(t.base, size, *x) for x in _planes(t.dtype)]
-        plans = [codec.plan_counts(h, n, self.chunk, quantize) for h in hists]
+        plans = [codec.plan_counts(h, n, self.chunk, quantize, serialized_size) for h in hists]
         if split != "none" and all(mode == "raw" for mode, _ in plans):
             if t.dtype in ("BF16", "F32"):
                 return None
