@@ -86,6 +86,15 @@ def random_file(data: bytes) -> None:
     _load(container.MAGIC + data, verify=bool(data[:1]) and data[0] % 2 == 0)
 
 
+def _xor_edits(draw: Draw, seed: bytes) -> bytes:
+    """``seed`` with the rest of ``draw`` applied as XOR edits: each 5 bytes an offset (4) and a mask (1)."""
+    mutated = bytearray(seed)
+    while draw.pos + 5 <= len(draw.data):
+        offset = int.from_bytes(draw.take(4), "little") % len(mutated)
+        mutated[offset] ^= draw.take(1)[0] or 1
+    return bytes(mutated)
+
+
 def mutate(data: bytes) -> None:
     """A seed file with XOR edits: a byte picks the seed and ``verify``, then each 5 bytes are an offset (4) and a mask (1).
 
@@ -94,12 +103,9 @@ def mutate(data: bytes) -> None:
     draw = Draw(data)
     seed = SEEDS[draw.below(len(SEEDS))]
     verify = draw.below(4) != 0
-    mutated = bytearray(seed)
-    while draw.pos + 5 <= len(data):
-        offset = int.from_bytes(draw.take(4), "little") % len(mutated)
-        mutated[offset] ^= draw.take(1)[0] or 1
+    mutated = _xor_edits(draw, seed)
     try:
-        _load(bytes(mutated), verify)
+        _load(mutated, verify)
     except rans.RansError:
         return
     assert not verify or mutated == seed, "a changed file decoded with verify=True"
@@ -280,15 +286,12 @@ def cli(data: bytes) -> None:
 
     draw = Draw(data)
     seed = SEEDS[draw.below(len(SEEDS))]
-    mutated = bytearray(seed)
-    while draw.pos + 5 <= len(data):
-        offset = int.from_bytes(draw.take(4), "little") % len(mutated)
-        mutated[offset] ^= draw.take(1)[0] or 1
+    mutated = _xor_edits(draw, seed)
     path = os.path.join(_CLI_DIR, "in.rans")
     out = os.path.join(_CLI_DIR, "out.safetensors")
     with open(path, "wb") as f:
         f.write(mutated)
-    changed = bytes(mutated) != seed
+    changed = mutated != seed
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         verified = command_line.main(["verify", "--quiet", path])
         command_line.main(["info", path])

@@ -169,7 +169,7 @@ def decompress(
         The tensor would take more than ``max_bytes``.
     """
     buf = _buffer(data)
-    _check_device(device)
+    files.check_framework(device, None)
     decoder = backends.get(backend)
     header = container.read_header(buf)
     if len(header.entries) != 1:
@@ -180,16 +180,8 @@ def decompress(
     return codec.decode_tensor(header.entries[0], buf, verify, decoder)
 
 
-def _check_device(device: str) -> None:
-    if device not in ("cpu", "cuda"):
-        raise InvalidArgumentError(f"device must be 'cpu' or 'cuda', not {device!r}")
-
-
 def _decode_on_gpu(buf: memoryview, header: container.Header, verify: bool, **options: Any) -> list[Any]:
-    try:
-        from .gpu import decoder
-    except ImportError as e:
-        raise InvalidArgumentError(f"device='cuda' needs numba-cuda (pip install 'rans[gpu]'): {e}") from None
+    decoder = files.gpu_decoder()
     if verify:
         for entry in header.entries:
             codec.verify_sections(entry, buf)

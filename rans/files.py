@@ -33,6 +33,15 @@ def check_framework(device: str, framework: str | None) -> None:
         )
 
 
+def gpu_decoder() -> Any:
+    """:mod:`rans.gpu.decoder`; :class:`~rans.InvalidArgumentError` where numba-cuda is missing."""
+    try:
+        from .gpu import decoder
+    except ImportError as e:
+        raise InvalidArgumentError(f"device='cuda' needs numba-cuda (pip install 'rans[gpu]'): {e}") from None
+    return decoder
+
+
 def to_torch(array: np.ndarray) -> Any:
     """A CPU ``torch.Tensor`` sharing ``array``'s memory (bf16 and fp8 included)."""
     try:
@@ -134,10 +143,7 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, whose interf
         return to_torch(array) if self.framework == "torch" else array
 
     def _on_gpu(self, entry: container.Entry) -> Any:
-        try:
-            from .gpu import decoder
-        except ImportError as e:
-            raise InvalidArgumentError(f"device='cuda' needs numba-cuda (pip install 'rans[gpu]'): {e}") from None
+        decoder = gpu_decoder()
         if self.verify:
             codec.verify_sections(entry, self._view)
         return decoder.decode_entry(self._view, entry, self.framework)
