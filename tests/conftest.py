@@ -26,7 +26,12 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is No
 import pytest
 from hypothesis import settings
 
-settings.register_profile("ci", max_examples=100, deadline=None, derandomize=False, print_blob=True)
+# The default profile draws the same examples on every run (seeded by each
+# test's name), so a test run is reproducible and CI cannot fail by chance;
+# "random" draws fresh examples each run and "long" many more of them. The
+# open-ended search belongs to the fuzz campaigns (``python -m fuzz``).
+settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("random", max_examples=100, deadline=None, derandomize=False, print_blob=True)
 settings.register_profile("long", max_examples=2000, deadline=None, derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

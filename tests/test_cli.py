@@ -447,14 +447,16 @@ def test_load_file_torch_on_cpu(tmp_path):
 
 
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+# ``__metadata__`` is reserved in a safetensors header: ``safetensors`` writes a
+# tensor of that name without complaint into a file that no reader accepts.
+tensor_names = names.filter(lambda k: k != "__metadata__")
 small_arrays = st.sampled_from([np.float32, np.float16, np.int8, np.int64, np.uint16, np.bool_]).flatmap(
     lambda dt: st.integers(0, 300).map(lambda n: np.random.default_rng(n).integers(0, 2, n).astype(dt))
 )
 
 
 @settings(max_examples=30)
-@given(st.dictionaries(names, small_arrays, min_size=1, max_size=5),
-       st.none() | st.dictionaries(names.filter(lambda k: k != "__metadata__"), names, max_size=3))
+@given(st.dictionaries(tensor_names, small_arrays, min_size=1, max_size=5), st.none() | st.dictionaries(tensor_names, names, max_size=3))
 def test_canonical_header_is_what_safetensors_writes(d, metadata):
     data = stn.save(d, metadata=metadata)
     n = struct.unpack("<Q", data[:8])[0]
