@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import mmap
 import os
 import tempfile
@@ -97,9 +96,7 @@ def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1, b
     chunk_size = check_chunk(chunk_size)
     _check_workers(workers)
     entry, sections = codec.encode_tensor(_as_array(array, "array"), "", chunk_size, workers, backends.get(backend))
-    out = io.BytesIO()
-    container.write(out, [entry], [sections], None)
-    return out.getvalue()
+    return container.to_bytes([entry], [sections], None)
 
 
 def decompress(

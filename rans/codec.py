@@ -119,7 +119,7 @@ def decode_tensor(
     for j, plane in enumerate(entry.planes):
         where = f"planes[{j}]"
         try:
-            planes.append(_decode_plane(plane, buf, symbols, where, backend.decode))
+            planes.append(_decode_plane(plane, buf, symbols, where, backend.decode, len(entry.planes) > 1))
         except RansError as e:
             raise e.at(tensor=entry.name, field=where) from None
         except MemoryError:
@@ -171,10 +171,14 @@ def verify_sections(entry: container.Entry, buf: memoryview) -> None:
         raise ChecksumError("checksum of the tensor's sections does not match", tensor=entry.name, field="crc32")
 
 
-def _decode_plane(plane: container.Plane, buf: memoryview, symbols: int, where: str, decode: Callable[..., np.ndarray]) -> np.ndarray:
+def _decode_plane(
+    plane: container.Plane, buf: memoryview, symbols: int, where: str, decode: Callable[..., np.ndarray], joined: bool
+) -> np.ndarray:
+    """One plane's symbols; a raw plane is a view of ``buf`` when ``joined`` (the join copies it), else a copy."""
     if plane.mode == "const":
         return np.full(symbols, plane.value, dtype=np.uint8)
     section = buf[plane.offset : plane.offset + plane.length]
     if plane.mode == "raw":
-        return np.frombuffer(section, dtype=np.uint8).copy()
+        raw = np.frombuffer(section, dtype=np.uint8)
+        return raw if joined else raw.copy()
     return decode(section, symbols, field=where)

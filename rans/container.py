@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterable, Iterator
 
-from . import dtypes
+from . import checksum, dtypes
 from .errors import (
     ChecksumError,
     CorruptDataError,
@@ -46,8 +46,8 @@ MIN_CODED = 12
 
 
 def crc32(data: bytes | memoryview) -> int:
-    """CRC-32 (ISO-HDLC, as zlib computes it) of ``data``."""
-    return zlib.crc32(data) & 0xFFFFFFFF
+    """CRC-32 (ISO-HDLC, as zlib computes it) of ``data``, on every core when it is large."""
+    return checksum.crc32(data)
 
 
 def align(offset: int) -> int:
@@ -132,7 +132,7 @@ def sections_crc(blobs: list[bytes]) -> int:
     for blob in blobs:
         gap = align(position) - position
         crc = zlib.crc32(bytes(gap), crc)
-        crc = zlib.crc32(blob, crc)
+        crc = checksum.crc32(blob, crc)
         position += gap + len(blob)
     return crc & 0xFFFFFFFF
 
@@ -175,17 +175,31 @@ def encode_header(entries: list[Entry], metadata: dict[str, str] | None) -> byte
     return blob + bytes(align(len(blob)) - len(blob))
 
 
-def write(out: BinaryIO, entries: list[Entry], sections: list[list[bytes]], metadata: dict[str, str] | None) -> None:
-    """Write a whole file: header, then each entry's sections (one per non-constant plane)."""
+def pieces(entries: list[Entry], sections: list[list[bytes]], metadata: dict[str, str] | None) -> list[bytes | memoryview]:
+    """A whole file as the bytes-like pieces to write in order: header, then each entry's sections
+    (one per non-constant plane), with the zero padding between them."""
     head = encode_header(entries, metadata)
     layout(entries, len(head))
-    out.write(head)
+    parts: list[bytes | memoryview] = [head]
     position = len(head)
     for entry, blobs in zip(entries, sections):
         for plane, blob in zip(entry.sections, blobs):
-            out.write(bytes(plane.offset - position))
-            out.write(blob)
+            if plane.offset > position:
+                parts.append(bytes(plane.offset - position))
+            parts.append(blob)
             position = plane.offset + len(blob)
+    return parts
+
+
+def write(out: BinaryIO, entries: list[Entry], sections: list[list[bytes]], metadata: dict[str, str] | None) -> None:
+    """Write a whole file (:func:`pieces`) to ``out``."""
+    for part in pieces(entries, sections, metadata):
+        out.write(part)
+
+
+def to_bytes(entries: list[Entry], sections: list[list[bytes]], metadata: dict[str, str] | None) -> bytes:
+    """A whole file (:func:`pieces`) as one ``bytes``, copied once."""
+    return b"".join(pieces(entries, sections, metadata))
 
 
 def read_header(buf: memoryview) -> Header:

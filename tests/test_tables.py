@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import rans
 from rans.constants import M
+from rans.cpu import tables as fast_tables
 from rans.reference import tables
 
 
@@ -311,3 +312,51 @@ def test_lookups() -> None:
     slots = tables.slot_symbols(freq)
     assert slots.shape == (M,)
     assert slots[0] == 0 and (slots[1:4001] == 5).all() and (slots[4001:] == 255).all()
+
+
+# --------------------------------------------------------------------------- the compiled bit stream (rans.cpu.tables)
+
+
+def _same_parse(data: bytes) -> None:
+    """The compiled parse accepts what the reference accepts, with the same table and length, and
+    raises the reference's error (message and field) for the rest."""
+    try:
+        expected = tables.parse(data, field="t")
+    except rans.CorruptDataError as e:
+        with pytest.raises(rans.CorruptDataError) as info:
+            fast_tables.parse(data, field="t")
+        assert (str(info.value), info.value.field) == (str(e), e.field)
+        return
+    freq, used = fast_tables.parse(data, field="t")
+    assert freq.tolist() == expected[0].tolist() and used == expected[1]
+
+
+@given(valid_tables())
+def test_compiled_serialize_writes_the_reference_bytes(freq: np.ndarray) -> None:
+    assert fast_tables.serialize(freq) == tables.serialize(freq)
+
+
+@given(valid_tables(), st.binary(max_size=4))
+def test_compiled_parse_reads_valid_tables(freq: np.ndarray, tail: bytes) -> None:
+    _same_parse(tables.serialize(freq) + tail)
+
+
+@given(valid_tables(), st.lists(st.integers(0, 8 * 1300), min_size=1, max_size=3), st.integers(0, 1400))
+def test_compiled_parse_agrees_on_damaged_tables(freq: np.ndarray, flips: list[int], keep: int) -> None:
+    """Flipped bits and truncations reach every check of the parser; both parsers must agree on each."""
+    blob = bytearray(tables.serialize(freq))
+    for bit in flips:
+        if bit // 8 < len(blob):
+            blob[bit // 8] ^= 1 << (bit % 8)
+    _same_parse(bytes(blob))
+    _same_parse(bytes(blob[:keep]))
+
+
+@given(st.binary(max_size=64))
+def test_compiled_parse_agrees_on_random_bytes(data: bytes) -> None:
+    _same_parse(data)
+
+
+@pytest.mark.parametrize("data", list(NON_CANONICAL.values()), ids=list(NON_CANONICAL))
+def test_compiled_parse_rejects_non_canonical(data: bytes) -> None:
+    _same_parse(data)

@@ -15,6 +15,7 @@ from ..reference import tables
 from ..reference.coder import HEADER, HEADER_BYTES, Layout, check_chunk, lanes_for, read_section
 from . import kernels
 from .planes import count
+from . import tables as fast_tables
 from .tables import quantize
 
 
@@ -61,7 +62,7 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, lanes:
     if freq is None:
         freq = quantize(count(plane))
     freq = np.ascontiguousarray(freq, dtype=np.int64)
-    head = HEADER.pack(lanes, 0, chunk // GROUP) + tables.serialize(freq)
+    head = HEADER.pack(lanes, 0, chunk // GROUP) + fast_tables.serialize(freq)
     layout = Layout.of(n, chunk, len(head) - HEADER_BYTES, lanes)
     out = np.empty(layout.words_at + 2 * n, dtype=np.uint8)
     out[: layout.states_at] = 0
@@ -111,7 +112,7 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane", out: np.nd
         section is malformed, a chunk starts below state ``L``, or does not
         end in state ``L`` having read exactly its words.
     """
-    parsed = read_section(section, n, field)
+    parsed = read_section(section, n, field, fast_tables.parse)
     layout = parsed.layout
     initial = parsed.states.astype(np.int64)
     bad = np.flatnonzero((initial < STATE_LOW).any(axis=1))

@@ -20,6 +20,7 @@ from numba import cuda
 
 from .. import container, dtypes
 from ..constants import LANES, M
+from ..cpu import tables as fast_tables
 from ..errors import CorruptDataError, InvalidArgumentError, RansError
 from ..reference import coder, tables
 from . import kernels, launch
@@ -176,7 +177,9 @@ def plan(buf: memoryview, entries: Sequence[container.Entry], out_offsets: Seque
         for j in coded:
             plane = entry.planes[j]
             try:
-                section = coder.read_section(buf[plane.offset : plane.offset + plane.length], symbols, f"planes[{j}]")
+                section = coder.read_section(
+                    buf[plane.offset : plane.offset + plane.length], symbols, f"planes[{j}]", fast_tables.parse
+                )
             except RansError as error:
                 raise error.at(tensor=entry.name) from None
             if fused is not None:

@@ -35,7 +35,7 @@ import numpy as np
 from numba import cuda
 
 from .. import codec, container, dtypes
-from ..cpu.tables import quantize, serialized_size
+from ..cpu.tables import quantize, serialize, serialized_size
 from ..constants import DEFAULT_CHUNK, GROUP, LANE_COUNTS, LANES, M
 from ..errors import InvalidArgumentError
 from ..reference import coder, tables
@@ -370,7 +370,7 @@ class _Call:
                     p.value = int(np.flatnonzero(h)[0])
                 elif mode == "coded":
                     p.lanes = self.lanes or coder.lanes_for(n)
-                    p.table = tables.serialize(freq)
+                    p.table = serialize(freq)
                     p.layout = coder.Layout.of(n, self.chunk, len(p.table), p.lanes)
                 t.planes.append(p)
 

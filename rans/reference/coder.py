@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -220,8 +221,13 @@ class Section:
     words: np.ndarray
 
 
-def read_section(section: bytes | memoryview, n: int, field: str = "plane") -> Section:
+def read_section(
+    section: bytes | memoryview, n: int, field: str = "plane", parse: Callable[..., tuple[np.ndarray, int]] = tables.parse
+) -> Section:
     """Parse and validate a coded section of ``n`` symbols, without decoding it.
+
+    ``parse`` reads the frequency table (:func:`rans.reference.tables.parse`
+    or an equal one).
 
     Raises
     ------
@@ -241,7 +247,7 @@ def read_section(section: bytes | memoryview, n: int, field: str = "plane") -> S
     chunk = groups * GROUP
     if not GROUP <= chunk <= MAX_CHUNK:
         raise CorruptDataError(f"chunk size {chunk} is not from {GROUP} to {MAX_CHUNK}", field=field)
-    freq, table_bytes = tables.parse(section[HEADER_BYTES:], field=f"{field}.table")
+    freq, table_bytes = parse(section[HEADER_BYTES:], field=f"{field}.table")
     layout = Layout.of(n, chunk, table_bytes, lanes)
     if len(section) < layout.words_at:
         raise CorruptDataError(
