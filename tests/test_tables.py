@@ -360,3 +360,23 @@ def test_compiled_parse_agrees_on_random_bytes(data: bytes) -> None:
 @pytest.mark.parametrize("data", list(NON_CANONICAL.values()), ids=list(NON_CANONICAL))
 def test_compiled_parse_rejects_non_canonical(data: bytes) -> None:
     _same_parse(data)
+
+
+@given(symbol_counts())
+def test_compiled_scale_and_quantize_equal_the_reference(counts: np.ndarray) -> None:
+    """Ties in remainders and in the largest frequency, huge counts, one symbol or all 256."""
+    assert fast_tables.scale(counts).tolist() == tables.scale(counts).tolist()
+    assert fast_tables.quantize(counts).tolist() == tables.quantize(counts).tolist()
+
+
+@given(valid_tables())
+def test_compiled_slot_table_packs_symbol_frequency_and_offset(freq: np.ndarray) -> None:
+    from rans.cpu import kernels
+
+    slots = kernels.slot_table(freq)
+    symbol = tables.slot_symbols(freq).astype(np.int64)
+    offset = np.arange(M) - tables.cumulative(freq)[symbol]
+    assert slots.dtype == np.uint32
+    assert ((slots & 0xFF) == symbol).all()
+    assert (((slots >> 8) & 0xFFF) + 1 == freq[symbol]).all()
+    assert ((slots >> 20) == offset).all()

@@ -78,10 +78,7 @@ def encode(plane: np.ndarray, chunk: int, freq: np.ndarray | None = None, lanes:
 
 def slot_table(freq: np.ndarray) -> np.ndarray:
     """``uint32[M]``: each slot's symbol, its frequency less one and its offset in the symbol's slots, packed."""
-    symbol = tables.slot_symbols(freq).astype(np.uint32)
-    f = freq[symbol].astype(np.uint32)
-    bias = np.arange(freq.sum(), dtype=np.uint32) - tables.cumulative(freq)[symbol].astype(np.uint32)
-    return symbol | ((f - 1) << 8) | (bias << 20)
+    return kernels.slot_table(np.ascontiguousarray(freq, dtype=np.int64))
 
 
 def decode(section: bytes | memoryview, n: int, field: str = "plane", out: np.ndarray | None = None) -> np.ndarray:

@@ -124,6 +124,21 @@ def encode_chunks_serial(symbols, chunk, lanes, freq, cum, states, counts, words
 
 
 @nb.njit(cache=True, nogil=True)
+def slot_table(freq):
+    """The decoder's lookup of a table summing to ``M`` (see :func:`_decode_chunk`): ``uint32[M]``.
+
+    Slots past ``M`` of a table summing to more are never written (parsed tables sum to ``M``).
+    """
+    slots = np.empty(M, dtype=np.uint32)
+    slot = 0
+    for s in range(freq.size):
+        for bias in range(min(freq[s], M - slot)):
+            slots[slot] = s | ((freq[s] - 1) << 8) | (bias << 20)
+            slot += 1
+    return slots
+
+
+@nb.njit(cache=True, nogil=True)
 def _decode_chunk(words, first_word, end_word, initial, start, length, lanes, slots, out):
     """Decode one chunk into ``out[start : start + length]``; 0 if it ends well, 1 if its words are off, 2 if a state is.
 

@@ -131,9 +131,13 @@ def _choose(counts, exact, cost, precision_bits, prob_bits, fraction_bits):
     best = exact.copy()
     best_cost = -1
     freq = np.empty_like(exact)
+    previous = np.full_like(exact, -1)
     for precision in range(prob_bits, 0, -1):
         if not _round_to_precision(exact, precision, freq):
             continue
+        if (freq == previous).all():  # the same candidate costs the same, and ties keep the earlier one
+            continue
+        previous[:] = freq
         total = (8 * _serialized_size(freq, precision_bits)) << fraction_bits
         for s in range(freq.size):
             total += counts[s] * cost[freq[s]]
@@ -148,11 +152,51 @@ def serialized_size(freq: np.ndarray) -> int:
     return int(_serialized_size(np.asarray(freq, dtype=np.int64), tables.PRECISION_BITS))
 
 
+@nb.njit(cache=True)
+def _scale(counts, m):
+    """:func:`rans.reference.tables.scale`."""
+    total = counts.sum()
+    freq = np.empty_like(counts)
+    remainder = np.zeros_like(counts)
+    candidates = np.empty(counts.size, dtype=np.int64)
+    k = 0
+    missing = m
+    for s in range(counts.size):
+        c = counts[s]
+        f = c * m // total
+        if c > 0 and f == 0:
+            f = 1
+        elif c > 0:
+            remainder[s] = -(c * m - f * total)
+            candidates[k] = s
+            k += 1
+        freq[s] = f
+        missing -= f
+    if missing > 0:
+        # A stable sort of the negated remainders: largest first, ties in ascending symbol order.
+        order = np.argsort(remainder[candidates[:k]], kind="mergesort")
+        for i in range(min(missing, k)):
+            freq[candidates[order[i]]] += 1
+    while missing < 0:
+        freq[np.argmax(freq)] -= 1
+        missing += 1
+    return freq
+
+
+@nb.njit(cache=True)
+def _quantize(counts, cost, precision_bits, prob_bits, fraction_bits):
+    return _choose(counts, _scale(counts, 1 << prob_bits), cost, precision_bits, prob_bits, fraction_bits)
+
+
+def scale(counts: np.ndarray) -> np.ndarray:
+    """:func:`rans.reference.tables.scale`: the same ``int64[256]`` frequencies, computed in compiled loops."""
+    return _scale(np.asarray(counts, dtype=np.int64), M)
+
+
 def quantize(counts: np.ndarray) -> np.ndarray:
     """:func:`rans.reference.tables.quantize`: the same ``int64[256]`` table, computed in compiled loops."""
     counts = np.asarray(counts, dtype=np.int64)
-    exact = tables.scale(counts)
-    return _choose(counts, exact, tables.COST, tables.PRECISION_BITS, PROB_BITS, tables.COST_FRACTION_BITS)
+    return _quantize(counts, tables.COST, tables.PRECISION_BITS, PROB_BITS, tables.COST_FRACTION_BITS)
 
 
 @nb.njit(cache=True)
