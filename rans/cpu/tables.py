@@ -153,6 +153,31 @@ def serialized_size(freq: np.ndarray) -> int:
 
 
 @nb.njit(cache=True)
+def _sort_by_remainder(symbols, k, remainder):
+    """Shell sort of ``symbols[:k]`` by ``remainder`` (negated: largest first), then by symbol.
+
+    Every pair of keys differs, so the order is the one the reference's stable sort gives
+    (a library sort would compile for seconds on a machine's first call).
+    """
+    gap = 1
+    while gap < k // 3:
+        gap = 3 * gap + 1
+    while gap > 0:
+        for i in range(gap, k):
+            s = symbols[i]
+            j = i
+            while j >= gap and (
+                remainder[symbols[j - gap]] > remainder[s]
+                or (remainder[symbols[j - gap]] == remainder[s] and symbols[j - gap] > s)
+            ):
+                symbols[j] = symbols[j - gap]
+                j -= gap
+            symbols[j] = s
+        gap //= 3
+    return symbols
+
+
+@nb.njit(cache=True)
 def _scale(counts, m):
     """:func:`rans.reference.tables.scale`."""
     total = counts.sum()
@@ -173,10 +198,9 @@ def _scale(counts, m):
         freq[s] = f
         missing -= f
     if missing > 0:
-        # A stable sort of the negated remainders: largest first, ties in ascending symbol order.
-        order = np.argsort(remainder[candidates[:k]], kind="mergesort")
+        _sort_by_remainder(candidates, k, remainder)
         for i in range(min(missing, k)):
-            freq[candidates[order[i]]] += 1
+            freq[candidates[i]] += 1
     while missing < 0:
         freq[np.argmax(freq)] -= 1
         missing += 1
