@@ -22,10 +22,11 @@ import shlex
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
@@ -37,18 +38,24 @@ BATCH = 200
 """Hypothesis examples per call of a target's test; targets take turns in batches."""
 
 
-def hypothesis_test(name: str, examples: int, counter: list[int] | None = None) -> Callable[[], None]:
-    """A Hypothesis test of target ``name`` that fails on anything but success or a RansError."""
+def hypothesis_test(name: str, examples: int, counter: list[int] | None = None, derandomize: bool = False) -> Callable[[], None]:
+    """A Hypothesis test of target ``name`` that fails on anything but success or a RansError.
+
+    It first replays the target's saved examples, then draws ``examples`` new
+    ones: fresh ones (campaigns), or with ``derandomize`` the same on every run
+    (the test suite's smoke test: a seed fixed by the name, the database kept).
+    """
     run = checked(name, counter)
     run.__name__ = run.__qualname__ = f"fuzz_{name}"
     run._hypothesis_internal_add_digest = name.encode()  # one database key per target
-    return settings(
+    test = settings(
         max_examples=examples,
         deadline=5000,
         database=DATABASE,
         suppress_health_check=list(HealthCheck),
         derandomize=False,
     )(given(st.binary(max_size=8192))(run))
+    return seed(zlib.crc32(name.encode()))(test) if derandomize else test
 
 
 @dataclass

@@ -14,8 +14,8 @@ from ..errors import CorruptDataError, InvalidArgumentError
 from ..reference import tables
 from ..reference.coder import HEADER, HEADER_BYTES, Layout, check_chunk, lanes_for, read_section
 from . import kernels
-from .planes import count
 from . import tables as fast_tables
+from .planes import count
 from .tables import quantize
 
 
