@@ -62,8 +62,17 @@ def _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states
                 state = (state >> WORD_BITS) if emit else state
                 q = np.int64(state * recip[s] + _NUDGE)
                 x[lane] = state + q * gain[s] + cum[s]
-    states[:] = x
+    for lane in range(lanes):
+        states[lane] = x[lane]
     return length - pos
+
+
+@nb.njit(cache=True, nogil=True)
+def _copy(source, start, target, at, count):
+    """``target[at : at + count] = source[start : start + count]``, as a loop: a slice assignment brings in
+    Numba's shape-mismatch error formatting, seconds of compiling on a cold cache."""
+    for i in range(count):
+        target[at + i] = source[start + i]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -101,7 +110,7 @@ def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
         for i in range(first, last):
             length = min(chunk, n - i * chunk)
             c = counts[i]
-            words[total : total + c] = scratch[i - first, length - c : length]
+            _copy(scratch[i - first], length - c, words, total, c)
             total += c
     return total
 
@@ -118,7 +127,7 @@ def encode_chunks_serial(symbols, chunk, lanes, freq, cum, states, counts, words
         length = min(chunk, n - start)
         c = _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states[i], scratch)
         counts[i] = c
-        words[total : total + c] = scratch[length - c : length]
+        _copy(scratch, length - c, words, total, c)
         total += c
     return total
 

@@ -128,6 +128,8 @@ def _round_to_precision(freq, precision, out):
 
 @nb.njit(cache=True)
 def _choose(counts, exact, cost, precision_bits, prob_bits, fraction_bits):
+    # Element loops rather than slice assignments and array comparisons: those bring in
+    # Numba's shape-mismatch error formatting, seconds of compiling on a cold cache.
     best = exact.copy()
     best_cost = -1
     freq = np.empty_like(exact)
@@ -135,14 +137,18 @@ def _choose(counts, exact, cost, precision_bits, prob_bits, fraction_bits):
     for precision in range(prob_bits, 0, -1):
         if not _round_to_precision(exact, precision, freq):
             continue
-        if (freq == previous).all():  # the same candidate costs the same, and ties keep the earlier one
+        same = True
+        for s in range(freq.size):
+            same = same and freq[s] == previous[s]
+            previous[s] = freq[s]
+        if same:  # the same candidate costs the same, and ties keep the earlier one
             continue
-        previous[:] = freq
         total = (8 * _serialized_size(freq, precision_bits)) << fraction_bits
         for s in range(freq.size):
             total += counts[s] * cost[freq[s]]
         if best_cost < 0 or total < best_cost:
-            best[:] = freq
+            for s in range(freq.size):
+                best[s] = freq[s]
             best_cost = total
     return best
 
@@ -180,9 +186,11 @@ def _sort_by_remainder(symbols, k, remainder):
 @nb.njit(cache=True)
 def _scale(counts, m):
     """:func:`rans.reference.tables.scale`."""
-    total = counts.sum()
-    freq = np.empty_like(counts)
-    remainder = np.zeros_like(counts)
+    total = 0
+    for s in range(counts.size):
+        total += counts[s]
+    freq = np.empty(counts.size, dtype=np.int64)
+    remainder = np.zeros(counts.size, dtype=np.int64)
     candidates = np.empty(counts.size, dtype=np.int64)
     k = 0
     missing = m
@@ -202,7 +210,11 @@ def _scale(counts, m):
         for i in range(min(missing, k)):
             freq[candidates[i]] += 1
     while missing < 0:
-        freq[np.argmax(freq)] -= 1
+        largest = 0
+        for s in range(freq.size):
+            if freq[s] > freq[largest]:
+                largest = s
+        freq[largest] -= 1
         missing += 1
     return freq
 
