@@ -30,8 +30,15 @@ from ..constants import M, PROB_BITS
 from ..reference import tables
 
 
+_BIT_LENGTHS = np.array([v.bit_length() for v in range(M + 1)], dtype=np.int64)
+_TRAILING_ZEROS = np.array([0] + [(v & -v).bit_length() - 1 for v in range(1, M + 1)], dtype=np.int64)
+"""Bit lengths and trailing zero bits of 0 to ``M``: every frequency, count of symbols or of runs."""
+
+
 @nb.njit(cache=True)
 def _bit_length(value):
+    if 0 <= value <= M:
+        return _BIT_LENGTHS[value]
     n = 0
     while value:
         n += 1
@@ -46,6 +53,8 @@ def _gamma_bits(value):
 
 @nb.njit(cache=True)
 def _trailing_zeros(value):
+    if 0 <= value <= M:
+        return _TRAILING_ZEROS[value]
     n = 0
     while value and not value & 1:
         n += 1
@@ -128,27 +137,85 @@ def _round_to_precision(freq, precision, out):
 
 @nb.njit(cache=True)
 def _choose(counts, exact, cost, precision_bits, prob_bits, fraction_bits):
-    # Element loops rather than slice assignments and array comparisons: those bring in
-    # Numba's shape-mismatch error formatting, seconds of compiling on a cold cache.
+    """The cheapest of ``exact`` rounded to each precision from ``prob_bits`` down to 1, as the reference
+    picks it (the first of equal costs), on the present symbols only: rounding keeps every frequency
+    above zero, so the runs, and the bits that describe them, are the same for every candidate.
+
+    Element loops throughout: slice assignments and array comparisons bring in Numba's shape-mismatch
+    error formatting, seconds of compiling on a cold cache.
+    """
+    m = 1 << prob_bits
+    symbols = np.empty(exact.size, dtype=np.int64)
+    k = 0
+    for s in range(exact.size):
+        if exact[s] > 0:
+            symbols[k] = s
+            k += 1
     best = exact.copy()
+    if k < 2:
+        return best
+    run_bits = 0
+    runs = 0
+    i = 0
+    previous_end = -1
+    while i < k:
+        j = i
+        while j + 1 < k and symbols[j + 1] == symbols[j] + 1:
+            j += 1
+        run_bits += _gamma_bits(symbols[i] - previous_end) + _gamma_bits(j - i + 1)
+        previous_end = symbols[j] + 1
+        runs += 1
+        i = j + 1
+    fixed_bits = _gamma_bits(runs) + run_bits + precision_bits + _bit_length(k - 1)
+    top = 0
+    for i in range(k):
+        if exact[symbols[i]] > exact[symbols[top]]:
+            top = i
+    candidate = np.empty(k, dtype=np.int64)
+    previous = np.full(k, -1, dtype=np.int64)
     best_cost = -1
-    freq = np.empty_like(exact)
-    previous = np.full_like(exact, -1)
     for precision in range(prob_bits, 0, -1):
-        if not _round_to_precision(exact, precision, freq):
-            continue
+        others = 0
+        for i in range(k):
+            f = exact[symbols[i]]
+            shift = _bit_length(f) - precision
+            if i != top and shift > 0:
+                f = ((f >> (shift - 1)) + 1) >> 1 << shift
+            candidate[i] = f
+            if i != top:
+                others += f
+        candidate[top] = m - others
+        valid = True
         same = True
-        for s in range(freq.size):
-            same = same and freq[s] == previous[s]
-            previous[s] = freq[s]
-        if same:  # the same candidate costs the same, and ties keep the earlier one
+        for i in range(k):
+            if (i < top and candidate[i] >= candidate[top]) or (i > top and candidate[i] > candidate[top]):
+                valid = False
+            same = same and candidate[i] == previous[i]
+        if not valid or same:  # the same candidate costs the same, and ties keep the earlier one
             continue
-        total = (8 * _serialized_size(freq, precision_bits)) << fraction_bits
-        for s in range(freq.size):
-            total += counts[s] * cost[freq[s]]
+        widest = 0
+        for i in range(k):
+            previous[i] = candidate[i]
+            if i != top:
+                widest = max(widest, _bit_length(candidate[i]) - _trailing_zeros(candidate[i]))
+        bits = fixed_bits
+        last = -1
+        for i in range(k):
+            if i != top:
+                e = _bit_length(candidate[i])
+                if last < 0:
+                    bits += _gamma_bits(e)
+                else:
+                    change = e - last
+                    bits += _gamma_bits((2 * change if change >= 0 else -2 * change - 1) + 1)
+                bits += min(e, widest) - 1
+                last = e
+        total = (8 * ((bits + 7) // 8)) << fraction_bits
+        for i in range(k):
+            total += counts[symbols[i]] * cost[candidate[i]]
         if best_cost < 0 or total < best_cost:
-            for s in range(freq.size):
-                best[s] = freq[s]
+            for i in range(k):
+                best[symbols[i]] = candidate[i]
             best_cost = total
     return best
 
