@@ -114,28 +114,6 @@ def _serialized_size(freq, precision_bits):
 
 
 @nb.njit(cache=True)
-def _round_to_precision(freq, precision, out):
-    """:func:`rans.reference.tables.round_to_precision` into ``out``; False where the reference gives None."""
-    top = _top(freq)
-    others = 0
-    for s in range(freq.size):
-        f = freq[s]
-        shift = _bit_length(f) - precision
-        if s != top and shift > 0 and f > 0:
-            f = ((f >> (shift - 1)) + 1) >> 1 << shift
-        out[s] = f
-        if s != top:
-            others += f
-    out[top] = M - others
-    for s in range(freq.size):
-        if s < top and out[s] >= out[top]:
-            return False
-        if s > top and out[s] > out[top]:
-            return False
-    return True
-
-
-@nb.njit(cache=True)
 def _choose(counts, exact, cost, precision_bits, prob_bits, fraction_bits):
     """The cheapest of ``exact`` rounded to each precision from ``prob_bits`` down to 1, as the reference
     picks it (the first of equal costs), on the present symbols only: rounding keeps every frequency
