@@ -22,6 +22,16 @@ CPU mode (default)
    tensors over a memory map whose pages are read only when touched, so its
    peak stays low and its "extra" is negative.)
 
+3. Speed (``--speed-gib``, default 1; 0 skips it): a bf16 checkpoint of that
+   size built as in GPU mode (LLM shapes, N(0, 0.02)) is compressed with
+   ``rans compress`` (in-process ``rans.cli.main``, backend ``auto``: the
+   Numba CPU codec) and with ZipNN 0.5.4's safetensors path
+   (``common.zipnn_safetensors_files``, threads=2) on the same file, and
+   decompressed by both, file to file on tmpfs (ZipNN: its compress script
+   reads the file, compresses, writes; its decompress reads every tensor through
+   ``SafeOpen`` and writes a safetensors file), alternating, median of
+   ``--repeats`` (target, issue 5: rans compresses at least 2x as fast as ZipNN).
+
 GPU mode (``--gpu``, on a CUDA machine)
 ---------------------------------------
 Builds a bf16 checkpoint of ``--gib`` GiB (N(0, 0.02), LLM shapes: a
@@ -223,6 +233,45 @@ def memory(tensor_mib: int, counts: tuple[int, ...] = (4, 16)) -> list[dict]:
     return out
 
 
+# =========================================================================== CPU: a checkpoint's speed
+
+
+def speed(gib: float, repeats: int) -> dict:
+    """Compress and decompress a ``gib`` GiB bf16 checkpoint, file to file on tmpfs, with the rans CLI and
+    with ZipNN's safetensors recipe (:func:`common.zipnn_safetensors_files`), alternating; medians."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=base) as workdir:
+        src, packed, back, znn = (os.path.join(workdir, n) for n in ("m.safetensors", "m.rans", "back.safetensors", "m.znn.safetensors"))
+        built = build_checkpoint(src, gib)
+        times: dict[str, list[float]] = {k: [] for k in ("rans_compress", "rans_decompress", "zipnn_compress", "zipnn_decompress")}
+        exact = zipnn_exact = True
+        for _ in range(repeats):
+            times["rans_compress"].append(timed(lambda: cli_ok("compress", src, "-o", packed, "--force")))
+            times["rans_decompress"].append(timed(lambda: cli_ok("decompress", packed, "-o", back, "--force")))
+            exact = exact and sha(back) == sha(src)
+            os.unlink(back)
+            zst = C.zipnn_safetensors_files(src, znn, back)
+            zipnn_exact = zipnn_exact and zst["exact"]
+            times["zipnn_compress"].append(zst["compress_s"])
+            times["zipnn_decompress"].append(zst["decompress_s"])
+            os.unlink(back)
+        nbytes = built["bytes"]
+        out = dict(built, workdir=base or tempfile.gettempdir(), repeats=repeats, rans_bytes=os.path.getsize(packed),
+                   zipnn_bytes=zst["bytes"], exact=exact, zipnn_exact=zipnn_exact)
+    out |= {f"{k}_s": statistics.median(v) for k, v in times.items()}
+    out |= {f"{k}_MBps": nbytes / statistics.median(v) / C.MB for k, v in times.items()}
+    out["compress_vs_zipnn"] = out["rans_compress_MBps"] / out["zipnn_compress_MBps"]
+    out["decompress_vs_zipnn"] = out["rans_decompress_MBps"] / out["zipnn_decompress_MBps"]
+    rows = [["rans (CLI, cpu backend)", nbytes / out["rans_bytes"], out["rans_compress_MBps"], out["rans_decompress_MBps"], exact],
+            ["ZipNN 0.5.4 safetensors recipe, threads=2", nbytes / out["zipnn_bytes"], out["zipnn_compress_MBps"],
+             out["zipnn_decompress_MBps"], zipnn_exact],
+            ["rans / ZipNN", None, out["compress_vs_zipnn"], out["decompress_vs_zipnn"], None]]
+    C.table(f"a {nbytes / C.MB / 1000:.2f} GB bf16 checkpoint ({built['n_tensors']} tensors), file to file on tmpfs, median of "
+            f"{repeats}; ratio = file bytes / compressed file bytes; target: compress >= 2x ZipNN",
+            ["codec", "ratio", "compress MB/s", "decompress MB/s", "exact"], rows)
+    return out
+
+
 # =========================================================================== GPU
 
 
@@ -354,11 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gpu", action="store_true", help="time loading onto a CUDA GPU against safetensors (see the module doc)")
     ap.add_argument("--gib", type=float, default=2.0, help="--gpu: checkpoint size in GiB (default 2)")
-    ap.add_argument("--repeats", type=int, default=5, help="--gpu: timed loads of each (default 5)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed loads (--gpu) or round trips (CPU speed) of each (default 5)")
     ap.add_argument("--workdir", help="--gpu: where to build the checkpoint, kept and reused when built with the same --gib "
                                       "(default: a temporary directory, removed at the end)")
     ap.add_argument("--memory-mib", type=int, default=16, help="CPU: size of each tensor of the memory test files (default 16)")
-    ap.add_argument("--no-real", action="store_true", help="CPU: skip the real files (memory only)")
+    ap.add_argument("--no-real", action="store_true", help="CPU: skip the real files")
+    ap.add_argument("--speed-gib", type=float, default=1.0, help="CPU: size of the checkpoint timed against ZipNN (default 1; 0 skips)")
     ap.add_argument("--out", help="JSON output (default bench/results/checkpoint.json, or checkpoint_gpu.json with --gpu)")
     args = ap.parse_args(argv)
     results = dict(machine=C.machine_info(), argv=sys.argv[1:])
@@ -373,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_real:
             results["real_files"] = real_files(sorted(glob.glob(os.path.join(REAL_DIR, "*.safetensors"))))
         results["memory"] = memory(args.memory_mib)
+        if args.speed_gib:
+            results["speed"] = speed(args.speed_gib, args.repeats)
     out = args.out or os.path.join(ROOT, "bench", "results", "checkpoint_gpu.json" if args.gpu else "checkpoint.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:

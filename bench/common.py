@@ -405,6 +405,42 @@ ZIPNN_ST_SEED_METADATA = {"format": "pt"}
 """Metadata given to the ZipNN safetensors recipe when the source file has none (see below)."""
 
 
+def _zipnn_compress_torch(src: dict, threads: int | None) -> tuple[dict, dict, int, int, list[str]]:
+    """The loop of ZipNN's ``zipnn_compress_safetensors.py`` (see :func:`zipnn_safetensors_file`): the tensors
+    to store, the ``znn_compressed_vectors`` records, the float tensors, those stored verbatim, ZipNN's errors."""
+    import torch
+    from zipnn import ZipNN
+    from zipnn.util_header import EnumFormat
+    from zipnn.util_safetensors import COMPRESSED_DTYPE, COMPRESSION_METHOD, build_compressed_tensor_info
+    from zipnn.util_torch import zipnn_is_floating_point
+
+    out: dict = {}
+    infos: dict = {}
+    n_float = n_verbatim_float = 0
+    errors: list[str] = []
+    for name, t in src.items():
+        if not zipnn_is_floating_point(EnumFormat.TORCH.value, t, t.dtype):
+            out[name] = t
+            continue
+        n_float += 1
+        info = build_compressed_tensor_info(t)
+        try:
+            znn = ZipNN(input_format="torch", bytearray_dtype=t.dtype, method=COMPRESSION_METHOD, threads=threads)
+            buf = znn.compress(t.clone())
+        except Exception as e:  # noqa: BLE001 - ZipNN raising on a tensor: store it verbatim, report it
+            errors.append(f"{name}: {type(e).__name__}: {e}")
+            out[name] = t
+            n_verbatim_float += 1
+            continue
+        if len(buf) >= t.element_size() * t.nelement():
+            out[name] = t
+            n_verbatim_float += 1
+            continue
+        out[name] = torch.frombuffer(bytearray(buf), dtype=COMPRESSED_DTYPE)
+        infos[name] = info
+    return out, infos, n_float, n_verbatim_float, errors
+
+
 def zipnn_safetensors_file(tensors: dict[str, np.ndarray], path: str, metadata: dict[str, str] | None = None,
                            threads: int | None = None) -> dict[str, Any]:
     """Compress ``tensors`` the way ZipNN 0.5.4's users compress a safetensors file, write ``path``.
@@ -443,44 +479,12 @@ def zipnn_safetensors_file(tensors: dict[str, np.ndarray], path: str, metadata: 
     ``zipnn.zipnn.SafeOpen`` equals the input, bytes, dtype and shape.
     """
     import safetensors.torch as stt
-    import torch
-    from zipnn import ZipNN
-    from zipnn.util_header import EnumFormat
-    from zipnn.util_safetensors import (
-        COMPRESSED_DTYPE,
-        COMPRESSION_METHOD,
-        build_compressed_tensor_info,
-        set_compressed_tensors_metadata,
-    )
-    from zipnn.util_torch import zipnn_is_floating_point
+    from zipnn.util_safetensors import set_compressed_tensors_metadata
     from zipnn.zipnn import SafeOpen
 
     src = to_torch(tensors)
-    out: dict = {}
-    infos: dict = {}
-    n_float = n_verbatim_float = 0
-    errors: list[str] = []
     t0 = time.perf_counter()
-    for name, t in src.items():
-        if not zipnn_is_floating_point(EnumFormat.TORCH.value, t, t.dtype):
-            out[name] = t
-            continue
-        n_float += 1
-        info = build_compressed_tensor_info(t)
-        try:
-            znn = ZipNN(input_format="torch", bytearray_dtype=t.dtype, method=COMPRESSION_METHOD, threads=threads)
-            buf = znn.compress(t.clone())
-        except Exception as e:  # noqa: BLE001 - ZipNN raising on a tensor: store it verbatim, report it
-            errors.append(f"{name}: {type(e).__name__}: {e}")
-            out[name] = t
-            n_verbatim_float += 1
-            continue
-        if len(buf) >= t.element_size() * t.nelement():
-            out[name] = t
-            n_verbatim_float += 1
-            continue
-        out[name] = torch.frombuffer(bytearray(buf), dtype=COMPRESSED_DTYPE)
-        infos[name] = info
+    out, infos, n_float, n_verbatim_float, errors = _zipnn_compress_torch(src, threads)
     compress_s = time.perf_counter() - t0
     asis_bytes = len(stt.save(out, metadata))  # the script verbatim: metadata as the source file has it
     seeded = dict(metadata) if metadata else (dict(ZIPNN_ST_SEED_METADATA) if infos else None)
@@ -500,6 +504,36 @@ def zipnn_safetensors_file(tensors: dict[str, np.ndarray], path: str, metadata: 
         errors=errors, compress_s=compress_s, decompress_s=decompress_s,
         metadata_key_bytes=len(json.dumps(infos)),
     )
+
+
+def zipnn_safetensors_files(src_path: str, znn_path: str, back_path: str, threads: int | None = None) -> dict[str, Any]:
+    """ZipNN's safetensors recipe file to file, timed: compress reads ``src_path`` (``safetensors.torch``),
+    compresses its float tensors (:func:`zipnn_safetensors_file`'s loop) and writes ``znn_path``; decompress
+    reads every tensor through ``zipnn.zipnn.SafeOpen`` and writes them to ``back_path`` with
+    ``safetensors.torch``. ``exact``: the tensors of ``back_path`` equal those of ``src_path``."""
+    import safetensors.torch as stt
+    import torch
+    from zipnn.util_safetensors import set_compressed_tensors_metadata
+    from zipnn.zipnn import SafeOpen
+
+    t0 = time.perf_counter()
+    out, infos, *_ = _zipnn_compress_torch(stt.load_file(src_path), threads)
+    metadata = dict(ZIPNN_ST_SEED_METADATA)
+    set_compressed_tensors_metadata(infos, metadata)
+    stt.save_file(out, znn_path, metadata)
+    compress_s = time.perf_counter() - t0
+    del out
+    t0 = time.perf_counter()
+    with SafeOpen(znn_path, "pt") as f:
+        back = {name: f.get_tensor(name) for name in f.keys()}
+    stt.save_file(back, back_path, dict(ZIPNN_ST_SEED_METADATA))
+    decompress_s = time.perf_counter() - t0
+    del back
+    original, restored = stt.load_file(src_path), stt.load_file(back_path)
+    exact = original.keys() == restored.keys() and all(
+        original[k].dtype == restored[k].dtype and torch.equal(original[k].view(torch.uint8), restored[k].view(torch.uint8)) for k in original
+    )
+    return dict(bytes=os.path.getsize(znn_path), compress_s=compress_s, decompress_s=decompress_s, exact=bool(exact))
 
 
 def zstd_compress(raw: bytes, level: int = 3) -> bytes:

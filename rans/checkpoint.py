@@ -55,6 +55,7 @@ import json
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
@@ -113,8 +114,36 @@ def write_streamed(
         if end != len(head) + position:
             raise AssertionError(f"sections laid out to end at {end}, spilled to {len(head) + position}")
         out.write(head)
-        spill.seek(0)
-        shutil.copyfileobj(spill, out, COPY_BLOCK)
+        _append(spill, position, out)
+
+
+def _append(spill: BinaryIO, length: int, out: BinaryIO) -> None:
+    """Copy the first ``length`` bytes of ``spill`` to ``out`` at its position.
+
+    In the kernel where both are files (``os.copy_file_range``: no trip through
+    user space, a block-sharing clone on filesystems that can), else, or for
+    whatever that leaves, through a buffer.
+    """
+    spill.flush()
+    done = 0
+    try:
+        target = out.fileno()
+    except (AttributeError, OSError):  # io.BytesIO and other in-memory files
+        target = None
+    if target is not None and hasattr(os, "copy_file_range"):
+        out.flush()
+        at = out.tell()
+        try:
+            while done < length:
+                copied = os.copy_file_range(spill.fileno(), target, length - done, done, at + done)
+                if copied == 0:
+                    break
+                done += copied
+        except OSError:  # not supported between these files: copy the rest through a buffer
+            pass
+        out.seek(at + done)
+    spill.seek(done)
+    shutil.copyfileobj(spill, out, COPY_BLOCK)
 
 
 def _sync_write(path: str, fill: Callable[[BinaryIO], Any]) -> None:
@@ -147,12 +176,15 @@ def compress_to(
         if not (st.is_canonical() and all(t.dtype in dtypes.DTYPES for t in st.tensors)):
             record["header"] = st.header_text
         sha = hashlib.sha256(st.header_bytes)
+        hashing = ThreadPoolExecutor(1)  # hashlib lets go of the GIL: a tensor is hashed while it is coded
 
         def encoded() -> Iterator[tuple[container.Entry, list[bytes]]]:
             for t in st.tensors:
                 array = st.array(t)
-                sha.update(array.reshape(-1).view(np.uint8))
-                yield codec.encode_tensor(array, t.name, chunk_size, workers)
+                hashed = hashing.submit(sha.update, array.reshape(-1).view(np.uint8))
+                coded = codec.encode_tensor(array, t.name, chunk_size, workers)
+                hashed.result()
+                yield coded
                 st.release(t)
                 progress(t.nbytes)
 
@@ -160,7 +192,8 @@ def compress_to(
             record["sha256"] = sha.hexdigest()
             return {**user, RESERVED_KEY: json.dumps(record, ensure_ascii=False)}
 
-        write_streamed(out, encoded(), metadata, spill_dir)
+        with hashing:
+            write_streamed(out, encoded(), metadata, spill_dir)
         progress(st.data_start)
 
 

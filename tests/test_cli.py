@@ -470,10 +470,19 @@ def test_streamed_writer_matches_container_write(tmp_path_factory, d, metadata):
     entries, sections, metadata = api.encode_tensors(d, metadata)
     expected = io.BytesIO()
     container.write(expected, entries, sections, metadata)
+    spill_dir = str(tmp_path_factory.getbasetemp())
     entries2, sections2, _ = api.encode_tensors(d, metadata)
     streamed = io.BytesIO()
-    checkpoint.write_streamed(streamed, zip(entries2, sections2), lambda: metadata, str(tmp_path_factory.getbasetemp()))
+    checkpoint.write_streamed(streamed, zip(entries2, sections2), lambda: metadata, spill_dir)
     assert streamed.getvalue() == expected.getvalue()
+    # To a file the sections are copied in the kernel (os.copy_file_range) where it can.
+    entries3, sections3, _ = api.encode_tensors(d, metadata)
+    path = os.path.join(spill_dir, "streamed.rans")
+    with open(path, "wb") as f:
+        checkpoint.write_streamed(f, zip(entries3, sections3), lambda: metadata, spill_dir)
+        assert f.tell() == len(expected.getvalue())
+    with open(path, "rb") as f:
+        assert f.read() == expected.getvalue()
 
 
 # --------------------------------------------------------------------------- processes
