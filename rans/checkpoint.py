@@ -127,12 +127,11 @@ def _append(spill: BinaryIO, length: int, out: BinaryIO) -> None:
     spill.flush()
     done = 0
     try:
-        target = out.fileno()
-    except (AttributeError, OSError):  # io.BytesIO and other in-memory files
+        out.flush()
+        target, at = out.fileno(), out.tell()
+    except (AttributeError, OSError):  # io.BytesIO and other in-memory files, pipes
         target = None
     if target is not None and hasattr(os, "copy_file_range"):
-        out.flush()
-        at = out.tell()
         try:
             while done < length:
                 copied = os.copy_file_range(spill.fileno(), target, length - done, done, at + done)

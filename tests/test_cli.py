@@ -485,6 +485,30 @@ def test_streamed_writer_matches_container_write(tmp_path_factory, d, metadata):
         assert f.read() == expected.getvalue()
 
 
+def test_streamed_writer_to_a_pipe(tmp_path):
+    """An output that cannot seek (a pipe) gets the sections through a buffer, the same bytes."""
+    import threading
+
+    d = {"a": np.arange(1000, dtype=np.float32), "b": np.full(50000, 3, dtype=np.int8)}
+    entries, sections, metadata = api.encode_tensors(d, None)
+    expected = io.BytesIO()
+    container.write(expected, entries, sections, metadata)
+    entries, sections, _ = api.encode_tensors(d, None)
+    read_end, write_end = os.pipe()
+    received = []
+
+    def read() -> None:
+        with os.fdopen(read_end, "rb") as f:
+            received.append(f.read())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    with os.fdopen(write_end, "wb") as f:
+        checkpoint.write_streamed(f, zip(entries, sections), lambda: metadata, str(tmp_path))
+    reader.join()
+    assert received == [expected.getvalue()]
+
+
 # --------------------------------------------------------------------------- processes
 
 
