@@ -73,8 +73,8 @@ def _top(freq):
 
 
 @nb.njit(cache=True)
-def _serialized_size(freq, precision_bits):
-    """:func:`rans.reference.tables.serialized_size`."""
+def _run_bits(freq):
+    """The bits of a table's run count and runs (its present symbols), and how many symbols are present."""
     runs = 0
     bits = 0
     present = 0
@@ -91,25 +91,49 @@ def _serialized_size(freq, precision_bits):
         previous_end = s
         runs += 1
         present += s - start
-    bits += _gamma_bits(runs)
+    return bits + _gamma_bits(runs), present
+
+
+@nb.njit(cache=True)
+def _frequency_bits(values, top):
+    """The bits of the stored frequencies: ``values`` those of the present symbols in symbol order,
+    ``top`` the index of the implied one (bit lengths as gamma codes of their changes, then the
+    bits below each leading one up to the precision)."""
+    widest = 0
+    for i in range(values.size):
+        if i != top:
+            widest = max(widest, _bit_length(values[i]) - _trailing_zeros(values[i]))
+    bits = 0
+    last = -1
+    for i in range(values.size):
+        if i != top:
+            e = _bit_length(values[i])
+            if last < 0:
+                bits += _gamma_bits(e)
+            else:
+                change = e - last
+                bits += _gamma_bits((2 * change if change >= 0 else -2 * change - 1) + 1)
+            bits += min(e, widest) - 1
+            last = e
+    return bits
+
+
+@nb.njit(cache=True)
+def _serialized_size(freq, precision_bits):
+    """:func:`rans.reference.tables.serialized_size`."""
+    bits, present = _run_bits(freq)
     if present > 1:
         top = _top(freq)
-        precision = 0
+        values = np.empty(present, dtype=np.int64)
+        rank = 0
+        i = 0
         for s in range(freq.size):
-            if freq[s] > 0 and s != top:
-                precision = max(precision, _bit_length(freq[s]) - _trailing_zeros(freq[s]))
-        previous = -1
-        for s in range(freq.size):
-            if freq[s] > 0 and s != top:
-                e = _bit_length(freq[s])
-                if previous < 0:
-                    bits += _gamma_bits(e)
-                else:
-                    change = e - previous
-                    bits += _gamma_bits((2 * change if change >= 0 else -2 * change - 1) + 1)
-                bits += min(e, precision) - 1
-                previous = e
-        bits += precision_bits + _bit_length(present - 1)
+            if freq[s] > 0:
+                if s == top:
+                    rank = i
+                values[i] = freq[s]
+                i += 1
+        bits += precision_bits + _bit_length(present - 1) + _frequency_bits(values, rank)
     return (bits + 7) // 8
 
 
@@ -132,19 +156,8 @@ def _choose(counts, exact, cost, precision_bits, prob_bits, fraction_bits):
     best = exact.copy()
     if k < 2:
         return best
-    run_bits = 0
-    runs = 0
-    i = 0
-    previous_end = -1
-    while i < k:
-        j = i
-        while j + 1 < k and symbols[j + 1] == symbols[j] + 1:
-            j += 1
-        run_bits += _gamma_bits(symbols[i] - previous_end) + _gamma_bits(j - i + 1)
-        previous_end = symbols[j] + 1
-        runs += 1
-        i = j + 1
-    fixed_bits = _gamma_bits(runs) + run_bits + precision_bits + _bit_length(k - 1)
+    run_bits, _ = _run_bits(exact)
+    fixed_bits = run_bits + precision_bits + _bit_length(k - 1)
     top = 0
     for i in range(k):
         if exact[symbols[i]] > exact[symbols[top]]:
@@ -171,24 +184,9 @@ def _choose(counts, exact, cost, precision_bits, prob_bits, fraction_bits):
             same = same and candidate[i] == previous[i]
         if not valid or same:  # the same candidate costs the same, and ties keep the earlier one
             continue
-        widest = 0
         for i in range(k):
             previous[i] = candidate[i]
-            if i != top:
-                widest = max(widest, _bit_length(candidate[i]) - _trailing_zeros(candidate[i]))
-        bits = fixed_bits
-        last = -1
-        for i in range(k):
-            if i != top:
-                e = _bit_length(candidate[i])
-                if last < 0:
-                    bits += _gamma_bits(e)
-                else:
-                    change = e - last
-                    bits += _gamma_bits((2 * change if change >= 0 else -2 * change - 1) + 1)
-                bits += min(e, widest) - 1
-                last = e
-        total = (8 * ((bits + 7) // 8)) << fraction_bits
+        total = (8 * ((fixed_bits + _frequency_bits(candidate, top) + 7) // 8)) << fraction_bits
         for i in range(k):
             total += counts[symbols[i]] * cost[candidate[i]]
         if best_cost < 0 or total < best_cost:
