@@ -381,18 +381,26 @@ def greedy(model: nn.Module, prompt: torch.Tensor, n: int) -> torch.Tensor:
                           do_sample=False, pad_token_id=0)
 
 
-def test_llama_generates_the_same_tokens(tmp_path) -> None:
+def llama_from_checkpoint(tmp_path, device: str, prompt_shape: tuple[int, int]):
+    """A tiny Llama on ``device``, a prompt, and the same model built empty and filled from its
+    compressed checkpoint (blocks kept compressed): ``source, prompt, model, weights``."""
     transformers = pytest.importorskip("transformers")
     config, source = tiny_llama()
-    prompt = torch.randint(0, 256, (2, 6), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        logits = source(prompt).logits
-    expected = greedy(source, prompt, 6)
+    source = source.to(device)
+    prompt = torch.randint(0, 256, prompt_shape, generator=torch.Generator().manual_seed(1)).to(device)
     path = tmp_path / "llama.rans"
     rans.save_file(state(source), path)
     with rt.empty_weights():
         model = transformers.LlamaForCausalLM(config).to(torch.bfloat16).eval()
-    weights = rt.load_model(model, path, device="cpu", min_bytes=8192, groups="block")
+    weights = rt.load_model(model, path, device=device, min_bytes=8192, groups="block")
+    return source, prompt, model, weights
+
+
+def test_llama_generates_the_same_tokens(tmp_path) -> None:
+    source, prompt, model, weights = llama_from_checkpoint(tmp_path, "cpu", (2, 6))
+    with torch.no_grad():
+        logits = source(prompt).logits
+    expected = greedy(source, prompt, 6)
     assert [g.name for g in weights.groups] == ["model.embed_tokens", "model.layers.0", "model.layers.1", "lm_head"]
     with torch.no_grad():
         assert (bits(model(prompt).logits) == bits(logits)).all()
@@ -445,16 +453,8 @@ def test_gpu_corrupt_weights_raise_at_the_end_of_the_forward() -> None:
 
 @pytest.mark.gpu
 def test_gpu_llama_from_a_checkpoint(tmp_path) -> None:
-    transformers = pytest.importorskip("transformers")
-    config, source = tiny_llama()
-    source = source.cuda()
-    prompt = torch.randint(0, 256, (3, 7), generator=torch.Generator().manual_seed(1)).cuda()
+    source, prompt, model, weights = llama_from_checkpoint(tmp_path, "cuda", (3, 7))
     expected = greedy(source, prompt, 8)
-    path = tmp_path / "llama.rans"
-    rans.save_file(state(source), path)
-    with rt.empty_weights():
-        model = transformers.LlamaForCausalLM(config).to(torch.bfloat16).eval()
-    weights = rt.load_model(model, path, device="cuda", min_bytes=8192, groups="block")
     assert torch.equal(greedy(model, prompt, 8), expected)
     report = weights.report()
     held = sum(g.store.batch.device_nbytes for g in weights.groups)
