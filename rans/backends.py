@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from . import dtypes
 from .errors import InvalidArgumentError
-from .reference import coder, tables
+from .reference import tables
 
 MODULES: dict[str, str] = {
     "cpu": "rans.cpu",

@@ -25,7 +25,7 @@ from rans.cpu import planes as planes_module
 from rans.constants import LANE_COUNTS
 from rans.errors import CorruptDataError, InvalidArgumentError, RansError
 from rans.reference import coder, tables
-from rans_files import assert_identical, parse, replace_section, sample_file
+from rans_files import assert_identical, parse, sample_file
 from test_malformed import HOSTILE_SECTIONS, Q_SYMBOLS, mutate, mutations, section_index
 
 CHUNKS = st.sampled_from([128, 256, 384, 512, 1024, 4096])
