@@ -178,11 +178,7 @@ def decompress(
 
 
 def _decode_on_gpu(buf: memoryview, header: container.Header, verify: bool, **options: Any) -> list[Any]:
-    decoder = files.gpu_decoder()
-    if verify:
-        for entry in header.entries:
-            codec.verify_sections(entry, buf)
-    return decoder.decode(buf, header.entries, **options)
+    return files.gpu_decoder().decode(buf, header.entries, verify=verify, **options)
 
 
 def save_file(

@@ -168,7 +168,12 @@ def verify_sections(entry: container.Entry, buf: memoryview) -> None:
     """Raise :class:`~rans.ChecksumError` naming the tensor if the CRC-32 of its sections is wrong."""
     start, end = entry.span()
     if entry.sections and container.crc32(buf[start:end]) != entry.crc:
-        raise ChecksumError("checksum of the tensor's sections does not match", tensor=entry.name, field="crc32")
+        raise checksum_error(entry)
+
+
+def checksum_error(entry: container.Entry) -> ChecksumError:
+    """The error for a tensor whose sections do not match their CRC-32."""
+    return ChecksumError("checksum of the tensor's sections does not match", tensor=entry.name, field="crc32")
 
 
 def _decode_plane(

@@ -105,13 +105,49 @@ def test_corrupt_words_fail_like_the_reference(seed: int, flips: int) -> None:
         assert on_gpu(data, verify=False).tobytes() == expected.tobytes()
 
 
-def test_crc_mismatch_is_caught_before_the_gpu() -> None:
+def test_crc_mismatch_is_caught_on_the_gpu() -> None:
     """With verify on (the default), a flipped bit anywhere in a section is a ChecksumError."""
     data = bytearray(rans.compress(weights("bf16", 300, 1), chunk_size=128))
     data[-3] ^= 0x10
     with pytest.raises(rans.ChecksumError) as e:
         rans.decompress(bytes(data), device="cuda", framework="numba")
     assert e.value.tensor == ""
+
+
+@SMALL
+@given(sizes=st.lists(st.integers(0, 500), min_size=1, max_size=4), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_a_flipped_bit_names_its_tensor(tmp_path_factory, sizes: list[int], seed: int, data) -> None:
+    """A bit flipped in any tensor's sections: the GPU's CRC check names that tensor, as the CPU's does."""
+    tensors = {f"t{i}": weights(["bf16", "i8", "f32"][i % 3], n, seed + i) for i, n in enumerate(sizes)}
+    path = tmp_path_factory.mktemp("flip") / "f.rans"
+    rans.save_file(tensors, path, chunk_size=128)
+    blob = bytearray(path.read_bytes())
+    entries = container.read_header(memoryview(bytes(blob))).entries
+    sections = [(e.name, p.offset, p.offset + p.length) for e in entries for p in e.sections if p.length]
+    assert rans.load_file(path, device="cuda", framework="numba").keys() == tensors.keys()
+    if not sections:
+        return
+    name, start, end = data.draw(st.sampled_from(sections))
+    blob[data.draw(st.integers(start, end - 1))] ^= 1 << data.draw(st.integers(0, 7))
+    path.write_bytes(bytes(blob))
+    with pytest.raises(rans.ChecksumError) as on_cpu:
+        rans.load_file(path)
+    with pytest.raises(rans.ChecksumError) as e:
+        rans.load_file(path, device="cuda", framework="numba")
+    assert e.value.tensor == on_cpu.value.tensor == name and e.value.field == "crc32"
+
+
+def test_files_larger_than_a_staging_buffer(monkeypatch, tmp_path) -> None:
+    """A file copied to the GPU in many pieces through the pinned ring decodes to the same tensors."""
+    from rans.gpu import upload
+
+    monkeypatch.setattr(upload, "PIECE", 128)
+    monkeypatch.setattr(upload, "DIRECT_MAX", 256)
+    monkeypatch.setattr(upload, "_state", {})
+    tensors = {"a": weights("bf16", 600, 1), "b": weights("i8", 301, 2)}
+    rans.save_file(tensors, tmp_path / "m.rans", chunk_size=128)
+    got = rans.load_file(tmp_path / "m.rans", device="cuda", framework="numba")
+    assert {k: v.copy_to_host().tobytes() for k, v in got.items()} == {k: v.view(np.uint8 if k == "b" else np.uint16).tobytes() for k, v in tensors.items()}
 
 
 def test_out_and_stream_are_used() -> None:

@@ -27,7 +27,7 @@ from rans.reference import coder
 from weights import weights
 
 cuda = pytest.importorskip("numba.cuda")
-from rans.gpu import encode_kernels as ek, encoder  # noqa: E402
+from rans.gpu import crc, encoder  # noqa: E402
 
 SIMULATED = bool(__import__("numba").config.ENABLE_CUDASIM)
 SMALL = settings(max_examples=4 if SIMULATED else 40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -188,35 +188,19 @@ def test_reciprocals_divide_exactly(f: int, x: int) -> None:
 def test_crc_kernel_matches_zlib(lengths: list[int], offsets: list[int], seed: int) -> None:
     """The block CRC-32 with zero-append matrices equals zlib's, for spans of any length and tail."""
     rng = np.random.default_rng(seed)
-    spans, block_span, position = [], [], 8 + 8 * int(rng.integers(0, 4))
+    spans, position = [], 8 + 8 * int(rng.integers(0, 4))
     for length, offset in zip(lengths, offsets):
         length = max(0, length - offset)
-        end = position + length
-        spans.append([position, end & ~3, end - (end & ~3), len(block_span), 0, len(spans), length])
-        if length:
-            block_span += [len(spans) - 1] * max(1, -(-((end & ~3) - position) // ek.CRC_BLOCK))
-        position = -(-end // 8) * 8 + 8
+        spans.append((position, position + length))
+        position = -(-(position + length) // 8) * 8 + 8
     data = rng.integers(0, 256, position + 8, dtype=np.uint8)
-    buf8 = cuda.to_device(data)
-    crcs = cuda.to_device(np.zeros(len(spans), np.uint32))
-    if block_span:
-        ek.crc_blocks[len(block_span), ek.CRC_THREADS](
-            buf8,
-            buf8.view(np.uint32),
-            cuda.to_device(np.array(spans, np.int64)),
-            cuda.to_device(np.array(block_span, np.int32)),
-            cuda.to_device(encoder.crc_table()),
-            cuda.to_device(encoder.crc_operators()),
-            crcs,
-        )
-    got = crcs.copy_to_host().tolist()
-    for (start, end4, tail, *_), crc in zip(spans, got):
-        assert crc == zlib.crc32(data[start : end4 + tail].tobytes())
+    got = crc.checksums(cuda.to_device(data), spans, cuda.default_stream())
+    assert got.tolist() == [zlib.crc32(data[start:end].tobytes()) for start, end in spans]
 
 
 def test_crc_operators_append_zero_bytes() -> None:
     """Operator k applied to a CRC register is the register after 2**k zero bytes."""
-    operators = encoder.crc_operators()
+    operators = crc.crc_operators()
     for k in (0, 1, 5, 13):
         register = 0x1234ABCD
         expected = zlib.crc32(bytes(1 << k), register ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
@@ -238,7 +222,7 @@ COMPILE = textwrap.dedent(
         nvrtc.get_supported_ccs()
     except Exception:  # the NVRTC library is not installed
         sys.exit(77)
-    from rans.gpu import encode_kernels as ek
+    from rans.gpu import crc, encode_kernels as ek
     u8, u16, u32, i64 = (t.Array(x, 1, "C") for x in (t.uint8, t.uint16, t.uint32, t.int64))
     i2, u2, q2 = (t.Array(x, 2, "C") for x in (t.int64, t.uint32, t.uint64))
     signatures = {
@@ -250,7 +234,8 @@ COMPILE = textwrap.dedent(
         "crc_blocks": (u8, u32, i2, i64, u2, u2, u32),
     }
     for name, signature in signatures.items():
-        ptx, _ = cuda.compile_ptx(getattr(ek, name).py_func, signature, cc=(9, 0))
+        module = crc if name == "crc_blocks" else ek
+        ptx, _ = cuda.compile_ptx(getattr(module, name).py_func, signature, cc=(9, 0))
         assert ".local" not in ptx, name
     """
 )

@@ -18,12 +18,12 @@ from typing import Any, Sequence
 import numpy as np
 from numba import cuda
 
-from .. import container, dtypes
+from .. import codec, container, dtypes
 from ..constants import LANES, M
 from ..cpu import tables as fast_tables
 from ..errors import CorruptDataError, InvalidArgumentError, RansError
 from ..reference import coder, tables
-from . import kernels, launch
+from . import crc, kernels, launch, upload
 from .warp import WARPS_PER_BLOCK
 
 OUT_ALIGN = 256
@@ -268,8 +268,9 @@ def _view(storage: Any, at: int, entry: container.Entry, framework: str) -> Any:
 class Batch:
     """Tensors of one file, resident on the GPU in compressed form, ready to decode.
 
-    Building a batch validates the coded sections, copies the file and the
-    launch descriptors to the GPU once; :meth:`decode_into` then decodes
+    Building a batch copies the file to the GPU (through pinned buffers,
+    :mod:`rans.gpu.upload`), validates the coded sections and copies the
+    launch descriptors there once; :meth:`decode_into` then decodes
     every tensor with one launch (two when some tensor needs the scratch
     path), as often as asked. This is what a caller that keeps weights
     compressed on the GPU and decodes them on demand holds on to.
@@ -287,10 +288,19 @@ class Batch:
         file's bytes and the scratch planes (for instance a view of a torch
         tensor, so that torch's allocator accounts for them); by default
         :func:`numba.cuda.device_array`.
+    verify : bool
+        Check every tensor's CRC-32 on the GPU once the file is there, and
+        raise :class:`~rans.ChecksumError` naming the first that is wrong.
     """
 
     def __init__(
-        self, buf: memoryview, entries: Sequence[container.Entry], stream: Any = None, *, allocate: Any = None
+        self,
+        buf: memoryview,
+        entries: Sequence[container.Entry],
+        stream: Any = None,
+        *,
+        allocate: Any = None,
+        verify: bool = False,
     ) -> None:
         self.entries = list(entries)
         self.sizes = [e.nbytes for e in self.entries]
@@ -300,12 +310,13 @@ class Batch:
             self.offsets.append(total)
             total = _align(total + size, OUT_ALIGN)
         self.nbytes = max(total, 8)
-        self.plan = plan(buf, self.entries, self.offsets)
         stream = _stream(stream)
         allocate = allocate or (lambda nbytes: cuda.device_array(nbytes, dtype=np.uint8, stream=stream))
         self.buffer = allocate(_align(len(buf), 8) + 8)
-        if len(buf):
-            self.buffer[: len(buf)].copy_to_device(np.frombuffer(buf, dtype=np.uint8), stream=stream)
+        upload.upload(buf, self.buffer, stream)
+        if verify:
+            self._verify(stream)
+        self.plan = plan(buf, self.entries, self.offsets)
         self.scratch = allocate(max(self.plan.scratch_bytes, 8))
         self.clear = np.array([0, np.iinfo(np.int64).max], dtype=np.int64)
         self.plan.to_scratch.upload(stream, self.clear)
@@ -317,6 +328,13 @@ class Batch:
         self.seen = cuda.pinned_array((2, 2), dtype=np.int64)
         self.target: tuple[Any, tuple[Any, Any, Any]] | None = None
         self.unchecked = False
+
+    def _verify(self, stream: Any) -> None:
+        """Raise :class:`~rans.ChecksumError` naming the first tensor whose sections' CRC-32, taken on the GPU, is wrong."""
+        got = crc.checksums(self.buffer, [entry.span() for entry in self.entries], stream)
+        for entry, value in zip(self.entries, got.tolist()):
+            if entry.sections and value != entry.crc:
+                raise codec.checksum_error(entry)
 
     @property
     def device_nbytes(self) -> int:
@@ -412,6 +430,7 @@ def decode(
     out: Any = None,
     stream: Any = None,
     framework: str | None = None,
+    verify: bool = False,
 ) -> list[Any]:
     """Decode ``entries`` of the file in ``buf`` on the GPU; return one device array per entry.
 
@@ -421,16 +440,17 @@ def decode(
     entry, is a preallocated contiguous device array (anything with
     ``__cuda_array_interface__``) of exactly the tensor's size in bytes,
     returned filled. ``stream`` is a numba, torch or CuPy stream, or a raw
-    ``cudaStream_t`` handle.
+    ``cudaStream_t`` handle. ``verify`` checks each tensor's CRC-32 on the
+    GPU first (:class:`Batch`).
     """
     framework = _framework(framework)
     if out is not None and len(entries) != 1:
         raise InvalidArgumentError("out= takes a single tensor")
     if out is not None:
         out8 = _bytes_view(out, entries[0].nbytes)
-        Batch(buf, entries, stream).decode_into(out8, stream)
+        Batch(buf, entries, stream, verify=verify).decode_into(out8, stream)
         return [out]
-    return Batch(buf, entries, stream).decode(framework, stream)
+    return Batch(buf, entries, stream, verify=verify).decode(framework, stream)
 
 
 def decode_entry(buf: memoryview, entry: container.Entry, framework: str | None = None) -> Any:

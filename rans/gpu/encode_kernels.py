@@ -1,4 +1,4 @@
-"""Numba CUDA kernels of the GPU encoder: histogram, interleaved rANS encode, layout, CRC-32.
+"""Numba CUDA kernels of the GPU encoder: histogram, interleaved rANS encode, layout.
 
 The plane split is fused into every kernel that reads a tensor: a plane's
 symbol is computed from its element where it is needed. An *extractor*
@@ -18,16 +18,10 @@ end, so that a chunk's words lie there already in file order; division by
 a frequency is a multiplication by a reciprocal (Granlund and Montgomery's
 round-up method, exact for every 32-bit state).
 
-The CRC-32 of each tensor's sections span is linear in its pieces: a
-piece's zero-initialized CRC followed by as many zero bytes as the span has
-after it, XORed over the pieces (and a term for zlib's conditioning), gives
-it. :func:`split_raw` checksums the raw planes' whole groups of 4 bytes as
-it writes them; :func:`crc_blocks` reads back the rest (coded sections,
-padding, raw tails). Both work in 16 KiB blocks aligned to a piece's end
-(bytes before the piece count as zeros, which leave a zero-initialized CRC
-unchanged), combine a block's 64-byte segments with GF(2) matrices that
-append runs of zero bytes (the arithmetic of zlib's ``crc32_combine``) and
-XOR the block's share into the tensor's accumulator.
+Each tensor's CRC-32 is built as :mod:`rans.gpu.crc` describes:
+:func:`split_raw` checksums the raw planes' whole groups of 4 bytes as it
+writes them; :func:`rans.gpu.crc.crc_blocks` reads back the rest (coded
+sections, padding, raw tails).
 
 State arithmetic is 32-bit unsigned: every result is cast back with
 ``uint32`` so Numba does not widen it to 64 bits.
@@ -38,6 +32,7 @@ from __future__ import annotations
 from numba import cuda, uint8, uint16, uint32, uint64
 
 from ..constants import ENCODE_SHIFT, LANES, M, RUN, STATE_LOW, WORD_BITS
+from .crc import CRC_BLOCK, CRC_SHARED_WORDS, CRC_THREADS, append_many, block_crc
 from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot
 
 # Columns of an extractor (int64): where a plane's symbols come from.
@@ -50,27 +45,14 @@ R_N, R_DST, R_FIRST_ITEM, R_AFTER, R_TENSOR = range(6, 11)
 K_FIRST, K_CHUNKS, K_CHUNK, K_LANES, K_SCRATCH, K_STATES, K_COUNTS, K_WORDS = range(8)
 # Columns of a tensor descriptor for :func:`histogram`.
 H_BASE, H_SIZE, H_N, H_SLOT, H_SLOTS, H_FIRST_ITEM = range(6)
-# Columns of a piece descriptor for :func:`crc_blocks`.
-S_START, S_END4, S_TAIL, S_FIRST_BLOCK, S_AFTER, S_TENSOR, S_SPAN = range(7)
-
 HIST_SHARED = 12032
 """``uint32`` counters of :func:`histogram`'s shared memory (47 KiB): copies of every slot's 256 bins."""
 HIST_ITEM = 256 if SIMULATED else 1 << 18
 """Elements one block of :func:`histogram` counts (few under the simulator, so that tests make several blocks)."""
 THREADS = 32 if SIMULATED else 256
 """Threads per block of the kernels that are not one warp per chunk (one warp under the simulator, which is slow)."""
-CRC_THREADS = THREADS
-CRC_SEGMENT_WORDS = 16
-CRC_BLOCK = CRC_THREADS * CRC_SEGMENT_WORDS * 4
-"""Bytes of a span one block of :func:`crc_blocks` covers (16 KiB; 2 KiB under the simulator)."""
-CRC_SHARED_WORDS = CRC_BLOCK // 4 + CRC_BLOCK // 128
-"""Shared words of a block's bytes, one word of padding per 32 so that each thread's 16 words start in another bank."""
 RAW_QUADS = CRC_BLOCK // 4
 """Groups of 4 symbols one block of :func:`split_raw` writes: one CRC block."""
-CRC_SEGMENT_LOG2 = 6
-"""log2 of the bytes each thread of :func:`crc_blocks` covers (64)."""
-SHIFT_OPERATORS = 48
-"""Operators that append ``2**k`` zero bytes to a CRC, ``k < 48``."""
 
 _LOW = uint32(STATE_LOW)
 _WORD_MASK = uint32((1 << WORD_BITS) - 1)
@@ -295,7 +277,7 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, crcs
     from the plane's end (``item_plane[b]`` its plane) writes groups
     ``[Q - (m + 1) * RAW_QUADS, Q - m * RAW_QUADS)`` (those below 0 are
     zeros for the CRC, and not written), the block with ``m == 0`` also the
-    ``n % 4`` last symbols, which :func:`crc_blocks` covers. A plane's
+    ``n % 4`` last symbols, which :func:`rans.gpu.crc.crc_blocks` covers. A plane's
     section starts at byte ``planes[p, R_DST]`` of ``out8``, a multiple of 4;
     ``R_AFTER`` bytes of its tensor's span follow its whole groups.
     """
@@ -331,9 +313,9 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, crcs
                 e = whole * RUN + u
                 out8[dst + e] = uint8(_symbol_at(in8, base, size, sa, ma, sb, mb, e))
         cuda.syncthreads()
-        crc = _block_crc(words, t4, parts, operators, tid)
+        crc = block_crc(words, t4, parts, operators, tid)
         if tid == 0:
-            cuda.atomic.xor(crcs, planes[p, R_TENSOR], _append_many(operators, m * CRC_BLOCK + planes[p, R_AFTER], crc))
+            cuda.atomic.xor(crcs, planes[p, R_TENSOR], append_many(operators, m * CRC_BLOCK + planes[p, R_AFTER], crc))
         cuda.syncthreads()
 
 
@@ -371,101 +353,3 @@ def scatter(blob, pieces, out8):
         dst = pieces[i, 1]
         for j in range(cuda.threadIdx.x, pieces[i, 2], cuda.blockDim.x):
             out8[dst + j] = blob[src + j]
-
-
-@cuda.jit(device=True, inline=True)
-def _append_zeros(operators, k, crc):
-    """``crc`` (zero-initialized, unconditioned) of some bytes, followed by ``2**k`` zero bytes."""
-    out = uint32(0)
-    j = 0
-    while crc:
-        if crc & uint32(1):
-            out ^= uint32(operators[k, j])
-        crc = uint32(crc >> uint32(1))
-        j += 1
-    return out
-
-
-@cuda.jit(device=True, inline=True)
-def _append_many(operators, count, crc):
-    """``crc`` followed by ``count`` zero bytes."""
-    k = 0
-    while count:
-        if count & 1:
-            crc = _append_zeros(operators, k, crc)
-        count >>= 1
-        k += 1
-    return crc
-
-
-@cuda.jit(device=True, inline=True)
-def _block_crc(words, t4, parts, operators, tid):
-    """The zero-initialized CRC of the ``CRC_BLOCK`` bytes staged in ``words``, for thread 0 (a barrier follows)."""
-    crc = uint32(0)
-    for j in range(CRC_SEGMENT_WORDS):
-        w = tid * CRC_SEGMENT_WORDS + j
-        crc ^= words[w + (w >> 5)]
-        crc = uint32(
-            t4[3, crc & uint32(0xFF)]
-            ^ t4[2, (crc >> uint32(8)) & uint32(0xFF)]
-            ^ t4[1, (crc >> uint32(16)) & uint32(0xFF)]
-            ^ t4[0, crc >> uint32(24)]
-        )
-    parts[tid] = crc
-    cuda.syncthreads()
-    step = 1
-    level = CRC_SEGMENT_LOG2
-    while step < cuda.blockDim.x:
-        if tid % (2 * step) == 0:
-            parts[tid] = _append_zeros(operators, level, parts[tid]) ^ parts[tid + step]
-        cuda.syncthreads()
-        step *= 2
-        level += 1
-    return parts[0]
-
-
-@cuda.jit
-def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, crcs):
-    """XOR into ``crcs`` the share of each piece of a tensor's sections span in its zlib CRC-32.
-
-    ``pieces[i]`` gives the piece's first byte (a multiple of 4), its end
-    rounded down to a multiple of 4, the 0-3 bytes past that, its first
-    block, the bytes of the span after it, its tensor, and for the piece
-    that ends the span the span's length (else -1: that piece adds the
-    CRC's initial and final conditioning). ``block_piece[b]`` is the piece of
-    block ``b``; block ``m`` from the piece's end covers
-    ``[end4 - (m + 1) * CRC_BLOCK, end4 - m * CRC_BLOCK)``. ``table`` is the
-    slicing-by-4 table (``uint32[4, 256]``), ``operators[k]`` the matrix
-    that appends ``2**k`` zero bytes, column ``j`` the image of bit ``j``.
-    """
-    words = cuda.shared.array(CRC_SHARED_WORDS, uint32)
-    t4 = cuda.shared.array((4, 256), uint32)
-    parts = cuda.shared.array(CRC_THREADS, uint32)
-    tid = cuda.threadIdx.x
-    for i in range(tid, 1024, cuda.blockDim.x):
-        t4[i // 256, i % 256] = table[i // 256, i % 256]
-    for b in range(cuda.blockIdx.x, block_piece.shape[0], cuda.gridDim.x):
-        t = block_piece[b]
-        start = pieces[t, S_START]
-        end4 = pieces[t, S_END4]
-        tail = pieces[t, S_TAIL]
-        blocks = max(1, (end4 - start + CRC_BLOCK - 1) // CRC_BLOCK)
-        m = blocks - 1 - (b - pieces[t, S_FIRST_BLOCK])
-        first = end4 - (m + 1) * CRC_BLOCK
-        for w in range(tid, CRC_THREADS * CRC_SEGMENT_WORDS, cuda.blockDim.x):
-            at = first + 4 * w
-            words[w + (w >> 5)] = buf32[at >> 2] if at >= start else uint32(0)
-        cuda.syncthreads()
-        crc = _block_crc(words, t4, parts, operators, tid)
-        if tid == 0:
-            if m == 0:
-                for u in range(tail):
-                    crc = uint32(t4[0, (crc ^ uint32(buf8[end4 + u])) & uint32(0xFF)] ^ (crc >> uint32(8)))
-            else:
-                crc = _append_many(operators, m * CRC_BLOCK + tail, crc)
-            crc = _append_many(operators, pieces[t, S_AFTER], crc)
-            span = pieces[t, S_SPAN]
-            if m == 0 and span >= 0:
-                crc ^= _append_many(operators, span, uint32(0xFFFFFFFF)) ^ uint32(0xFFFFFFFF)
-            cuda.atomic.xor(crcs, pieces[t, S_TENSOR], crc)
-        cuda.syncthreads()

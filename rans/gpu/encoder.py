@@ -14,7 +14,7 @@ A call runs in four rounds, each ending in one small device-to-host copy:
 3. Raw planes are split straight into their sections (checksummed as they
    are written), the chunks' states, counts and words are moved into
    theirs, section headers, tables and padding are copied in, and
-   :func:`encode_kernels.crc_blocks` checksums the rest of each tensor's
+   :func:`crc.crc_blocks` checksums the rest of each tensor's
    span. The host builds the container header.
 4. The header is copied in front of the sections.
 
@@ -39,6 +39,7 @@ from ..cpu.tables import quantize, serialize, serialized_size
 from ..constants import DEFAULT_CHUNK, GROUP, LANE_COUNTS, LANES, M
 from ..errors import InvalidArgumentError
 from ..reference import coder, tables
+from . import crc
 from . import encode_kernels as ek
 from .decoder import _stream
 from .warp import SIMULATED, WARPS_PER_BLOCK
@@ -74,57 +75,6 @@ def encode_table(freq: np.ndarray) -> np.ndarray:
     info = (M - f) | (bias << 12) | (shift << 25)
     present = freq > 0
     return np.concatenate((np.where(present, rcp, 0), np.where(present, info, 0))).astype(np.uint32)
-
-
-def _gf2_times(matrix: list[int], vector: int) -> int:
-    out = 0
-    j = 0
-    while vector:
-        if vector & 1:
-            out ^= matrix[j]
-        vector >>= 1
-        j += 1
-    return out
-
-
-def crc_operators() -> np.ndarray:
-    """``uint32[48, 32]``: row ``k`` appends ``2**k`` zero bytes to a CRC-32 register (zlib's polynomial).
-
-    Column ``j`` is the image of bit ``j``, as in zlib's ``crc32_combine``.
-    """
-    bit = [0xEDB88320] + [1 << (j - 1) for j in range(1, 32)]  # one zero bit
-    matrix = bit
-    for _ in range(3):  # 2, 4, 8 zero bits
-        matrix = [_gf2_times(matrix, matrix[j]) for j in range(32)]
-    rows = []
-    for _ in range(ek.SHIFT_OPERATORS):
-        rows.append(matrix)
-        matrix = [_gf2_times(matrix, matrix[j]) for j in range(32)]
-    return np.array(rows, dtype=np.uint32)
-
-
-def crc_table() -> np.ndarray:
-    """``uint32[4, 256]``: the slicing-by-4 tables of zlib's CRC-32."""
-    t = np.zeros((4, 256), dtype=np.uint32)
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ (0xEDB88320 if c & 1 else 0)
-        t[0, i] = c
-    for k in range(1, 4):
-        t[k] = (t[k - 1] >> 8) ^ t[0, t[k - 1] & 0xFF]
-    return t
-
-
-_CONSTANTS: dict[str, Any] = {}
-
-
-def _constants() -> tuple[Any, Any]:
-    """The CRC table and operators, on the device, made once."""
-    if not _CONSTANTS:
-        _CONSTANTS["table"] = cuda.to_device(crc_table())
-        _CONSTANTS["operators"] = cuda.to_device(crc_operators())
-    return _CONSTANTS["table"], _CONSTANTS["operators"]
 
 
 def _planes(name: str) -> list[tuple[int, int, int, int]]:
@@ -254,6 +204,13 @@ def _device_bytes(obj: Any, dtype: str | None) -> tuple[Any, str, tuple[int, ...
     return flat, name, tuple(array.shape), array
 
 
+def _on_device(value: Any) -> bool:
+    """Whether ``value`` lies on the GPU; a torch tensor is asked directly (its fp8 dtypes raise in ``__cuda_array_interface__``)."""
+    if type(value).__module__.startswith("torch"):
+        return bool(getattr(value, "is_cuda", False))
+    return hasattr(value, "copy_to_host") or hasattr(value, "__cuda_array_interface__")
+
+
 def _check_itemsize(name: str, itemsize: int) -> None:
     if dtypes.DTYPES[name].itemsize != itemsize:
         raise InvalidArgumentError(f"a device array of {itemsize}-byte elements cannot hold {name} elements")
@@ -287,9 +244,7 @@ class _Call:
         for name, value in tensors.items():
             if not isinstance(name, str):
                 raise InvalidArgumentError(f"tensor names must be strings, not {type(name).__name__}")
-            on_device = hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host") or (
-                type(value).__module__.startswith("torch") and getattr(value, "is_cuda", False)
-            )
+            on_device = _on_device(value)
             if on_device:
                 in8, kind, shape, keep = _device_bytes(value, dtype)
                 self.tensors.append(_Tensor(name, kind, shape, len(self.sources), 0))
@@ -528,18 +483,18 @@ class _Call:
                 end4 = last & ~3
                 span = end - start if j == len(cuts) - 1 else -1
                 pieces.append([first, end4, last - end4, len(block_piece), end - last, e, span])
-                block_piece += [len(pieces) - 1] * max(1, -(-(end4 - first) // ek.CRC_BLOCK))
+                block_piece += [len(pieces) - 1] * max(1, -(-(end4 - first) // crc.CRC_BLOCK))
         crc_at = len(arrays)
         arrays += [np.zeros(max(len(self.entries), 1), np.uint32), np.array(pieces or [[0] * 7], np.int64), np.array(block_piece or [0], np.int64)]
 
         device = _upload(arrays, self.stream)
         crcs = device[crc_at]
-        table, operators = _constants()
+        table, operators = crc.constants()
         for what, source, at in launches:
             if what == "scatter":
                 ek.scatter[device[at + 1].shape[0], ek.THREADS, self.stream](device[at], device[at + 1], self.out8)
             elif what == "raw":
-                ek.split_raw[device[at + 1].shape[0], ek.CRC_THREADS, self.stream](
+                ek.split_raw[device[at + 1].shape[0], crc.CRC_THREADS, self.stream](
                     source.in8, source.in32, device[at], device[at + 1], self.out8, out32, table, operators, crcs
                 )
             else:
@@ -547,7 +502,7 @@ class _Call:
                     device[at], device[at + 1], device[at + 2], self.scratch16, self.states, self.counts_d, out16, out32
                 )
         if block_piece:
-            ek.crc_blocks[len(block_piece), ek.CRC_THREADS, self.stream](
+            crc.crc_blocks[len(block_piece), crc.CRC_THREADS, self.stream](
                 self.out8, out32, device[crc_at + 1], device[crc_at + 2], table, operators, crcs
             )
         host = crcs.copy_to_host(stream=self.stream)
@@ -557,8 +512,8 @@ class _Call:
     # ---------------------------------------------------------------- round 4
     def finish(self, crcs: np.ndarray, metadata: dict[str, str] | None, data: int) -> Encoded:
         """Put the header in front of the sections; return the file."""
-        for entry, crc in zip(self.entries, crcs.tolist()):
-            entry.crc = int(crc) if entry.sections else 0
+        for entry, value in zip(self.entries, crcs.tolist()):
+            entry.crc = int(value) if entry.sections else 0
         head = container.encode_header(self.entries, metadata)
         start = self.reserve - len(head)
         self.out8[start : self.reserve].copy_to_device(np.frombuffer(head, dtype=np.uint8), stream=self.stream)

@@ -1,0 +1,237 @@
+"""CRC-32 (zlib's) of byte spans in device memory, in blocks on every multiprocessor.
+
+A CRC is linear in its input: the CRC of a span is the XOR, over its
+pieces, of each piece's zero-initialized CRC followed by as many zero bytes
+as the span has after the piece, plus a term for zlib's conditioning.
+:func:`crc_blocks` works in blocks of :data:`CRC_BLOCK` bytes aligned to a
+piece's end (bytes before the piece count as zeros, which leave a
+zero-initialized CRC unchanged): each thread checksums a 64-byte segment by
+slicing-by-4 in shared memory, a tree of GF(2) matrices that append runs of
+zero bytes (the arithmetic of zlib's ``crc32_combine``) joins the segments,
+and the block's share is XORed into its span's accumulator. The encoder
+checksums what it writes this way; the decoder verifies a file it has copied
+to the GPU with :func:`checksums`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from numba import cuda, uint32
+
+from .warp import SIMULATED
+
+# Columns of a piece descriptor for :func:`crc_blocks`.
+S_START, S_END4, S_TAIL, S_FIRST_BLOCK, S_AFTER, S_TENSOR, S_SPAN = range(7)
+
+CRC_THREADS = 32 if SIMULATED else 256
+"""Threads per block of :func:`crc_blocks` (one warp under the simulator, which is slow)."""
+CRC_SEGMENT_WORDS = 16
+CRC_BLOCK = CRC_THREADS * CRC_SEGMENT_WORDS * 4
+"""Bytes of a span one block of :func:`crc_blocks` covers (16 KiB; 2 KiB under the simulator)."""
+CRC_SHARED_WORDS = CRC_BLOCK // 4 + CRC_BLOCK // 128
+"""Shared words of a block's bytes, one word of padding per 32 so that each thread's 16 words start in another bank."""
+CRC_SEGMENT_LOG2 = 6
+"""log2 of the bytes each thread of :func:`crc_blocks` covers (64)."""
+SHIFT_OPERATORS = 48
+"""Operators that append ``2**k`` zero bytes to a CRC, ``k < 48``."""
+
+
+@cuda.jit(device=True, inline=True)
+def append_zeros(operators, k, crc):
+    """``crc`` (zero-initialized, unconditioned) of some bytes, followed by ``2**k`` zero bytes."""
+    out = uint32(0)
+    j = 0
+    while crc:
+        if crc & uint32(1):
+            out ^= uint32(operators[k, j])
+        crc = uint32(crc >> uint32(1))
+        j += 1
+    return out
+
+
+@cuda.jit(device=True, inline=True)
+def append_many(operators, count, crc):
+    """``crc`` followed by ``count`` zero bytes."""
+    k = 0
+    while count:
+        if count & 1:
+            crc = append_zeros(operators, k, crc)
+        count >>= 1
+        k += 1
+    return crc
+
+
+@cuda.jit(device=True, inline=True)
+def block_crc(words, t4, parts, operators, tid):
+    """The zero-initialized CRC of the ``CRC_BLOCK`` bytes staged in ``words``, for thread 0 (a barrier follows)."""
+    crc = uint32(0)
+    for j in range(CRC_SEGMENT_WORDS):
+        w = tid * CRC_SEGMENT_WORDS + j
+        crc ^= words[w + (w >> 5)]
+        crc = uint32(
+            t4[3, crc & uint32(0xFF)]
+            ^ t4[2, (crc >> uint32(8)) & uint32(0xFF)]
+            ^ t4[1, (crc >> uint32(16)) & uint32(0xFF)]
+            ^ t4[0, crc >> uint32(24)]
+        )
+    parts[tid] = crc
+    cuda.syncthreads()
+    step = 1
+    level = CRC_SEGMENT_LOG2
+    while step < cuda.blockDim.x:
+        if tid % (2 * step) == 0:
+            parts[tid] = append_zeros(operators, level, parts[tid]) ^ parts[tid + step]
+        cuda.syncthreads()
+        step *= 2
+        level += 1
+    return parts[0]
+
+
+@cuda.jit
+def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, crcs):
+    """XOR into ``crcs`` the share of each piece of a tensor's sections span in its zlib CRC-32.
+
+    ``pieces[i]`` gives the piece's first byte (a multiple of 4), its end
+    rounded down to a multiple of 4, the 0-3 bytes past that, its first
+    block, the bytes of the span after it, its tensor, and for the piece
+    that ends the span the span's length (else -1: that piece adds the
+    CRC's initial and final conditioning). ``block_piece[b]`` is the piece of
+    block ``b``; block ``m`` from the piece's end covers
+    ``[end4 - (m + 1) * CRC_BLOCK, end4 - m * CRC_BLOCK)``. ``table`` is the
+    slicing-by-4 table (``uint32[4, 256]``), ``operators[k]`` the matrix
+    that appends ``2**k`` zero bytes, column ``j`` the image of bit ``j``.
+    """
+    words = cuda.shared.array(CRC_SHARED_WORDS, uint32)
+    t4 = cuda.shared.array((4, 256), uint32)
+    parts = cuda.shared.array(CRC_THREADS, uint32)
+    tid = cuda.threadIdx.x
+    for i in range(tid, 1024, cuda.blockDim.x):
+        t4[i // 256, i % 256] = table[i // 256, i % 256]
+    for b in range(cuda.blockIdx.x, block_piece.shape[0], cuda.gridDim.x):
+        t = block_piece[b]
+        start = pieces[t, S_START]
+        end4 = pieces[t, S_END4]
+        tail = pieces[t, S_TAIL]
+        blocks = max(1, (end4 - start + CRC_BLOCK - 1) // CRC_BLOCK)
+        m = blocks - 1 - (b - pieces[t, S_FIRST_BLOCK])
+        first = end4 - (m + 1) * CRC_BLOCK
+        for w in range(tid, CRC_THREADS * CRC_SEGMENT_WORDS, cuda.blockDim.x):
+            at = first + 4 * w
+            words[w + (w >> 5)] = buf32[at >> 2] if at >= start else uint32(0)
+        cuda.syncthreads()
+        crc = block_crc(words, t4, parts, operators, tid)
+        if tid == 0:
+            if m == 0:
+                for u in range(tail):
+                    crc = uint32(t4[0, (crc ^ uint32(buf8[end4 + u])) & uint32(0xFF)] ^ (crc >> uint32(8)))
+            else:
+                crc = append_many(operators, m * CRC_BLOCK + tail, crc)
+            crc = append_many(operators, pieces[t, S_AFTER], crc)
+            span = pieces[t, S_SPAN]
+            if m == 0 and span >= 0:
+                crc ^= append_many(operators, span, uint32(0xFFFFFFFF)) ^ uint32(0xFFFFFFFF)
+            cuda.atomic.xor(crcs, pieces[t, S_TENSOR], crc)
+        cuda.syncthreads()
+
+
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    out = 0
+    j = 0
+    while vector:
+        if vector & 1:
+            out ^= matrix[j]
+        vector >>= 1
+        j += 1
+    return out
+
+
+def crc_operators() -> np.ndarray:
+    """``uint32[48, 32]``: row ``k`` appends ``2**k`` zero bytes to a CRC-32 register (zlib's polynomial).
+
+    Column ``j`` is the image of bit ``j``, as in zlib's ``crc32_combine``.
+    """
+    bit = [0xEDB88320] + [1 << (j - 1) for j in range(1, 32)]  # one zero bit
+    matrix = bit
+    for _ in range(3):  # 2, 4, 8 zero bits
+        matrix = [_gf2_times(matrix, matrix[j]) for j in range(32)]
+    rows = []
+    for _ in range(SHIFT_OPERATORS):
+        rows.append(matrix)
+        matrix = [_gf2_times(matrix, matrix[j]) for j in range(32)]
+    return np.array(rows, dtype=np.uint32)
+
+
+def crc_table() -> np.ndarray:
+    """``uint32[4, 256]``: the slicing-by-4 tables of zlib's CRC-32."""
+    t = np.zeros((4, 256), dtype=np.uint32)
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ (0xEDB88320 if c & 1 else 0)
+        t[0, i] = c
+    for k in range(1, 4):
+        t[k] = (t[k - 1] >> 8) ^ t[0, t[k - 1] & 0xFF]
+    return t
+
+
+_DEVICE: dict[str, Any] = {}
+
+
+def constants() -> tuple[Any, Any]:
+    """The CRC table and operators, on the device, made once."""
+    if not _DEVICE:
+        _DEVICE["table"] = cuda.to_device(crc_table())
+        _DEVICE["operators"] = cuda.to_device(crc_operators())
+    return _DEVICE["table"], _DEVICE["operators"]
+
+
+def span_pieces(spans: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Descriptors for :func:`crc_blocks` that checksum each whole span ``[start, end)`` (starts multiples of 4).
+
+    Returns the pieces (one per non-empty span, its tensor column the span's
+    index) and each block's piece.
+
+    Examples
+    --------
+    >>> pieces, blocks = span_pieces([(0, 10), (12, 12), (16, 40)])
+    >>> pieces[:, S_TENSOR].tolist(), pieces[:, S_TAIL].tolist(), blocks.tolist()
+    ([0, 2], [2, 0], [0, 1])
+    """
+    pieces, block_piece = [], []
+    for i, (start, end) in enumerate(spans):
+        if end == start:
+            continue
+        end4 = end & ~3
+        pieces.append([start, end4, end - end4, len(block_piece), 0, i, end - start])
+        block_piece += [len(pieces) - 1] * max(1, -(-(end4 - start) // CRC_BLOCK))
+    return np.array(pieces or [[0] * 7], np.int64).reshape(-1, 7), np.array(block_piece, np.int64)
+
+
+def checksums(buf8: Any, spans: Sequence[tuple[int, int]], stream: Any) -> np.ndarray:
+    """The zlib CRC-32 of each span ``[start, end)`` of the device bytes ``buf8`` (starts multiples of 4).
+
+    ``buf8`` must hold at least 4 bytes past the rounded-down end of every
+    span's last whole word. Waits for ``stream``.
+
+    Examples
+    --------
+    >>> import zlib, numpy as np
+    >>> from numba import cuda
+    >>> data = np.arange(5000, dtype=np.uint32).view(np.uint8)
+    >>> got = checksums(cuda.to_device(data), [(0, 7), (8, 8), (12, 3001)], cuda.default_stream())
+    >>> got.tolist() == [zlib.crc32(data[:7]), 0, zlib.crc32(data[12:3001])]
+    True
+    """
+    pieces, block_piece = span_pieces(spans)
+    crcs = cuda.to_device(np.zeros(max(len(spans), 1), np.uint32), stream=stream)
+    if block_piece.size:
+        table, operators = constants()
+        buf32 = buf8[: buf8.size & ~3].view(np.uint32)
+        crc_blocks[block_piece.size, CRC_THREADS, stream](
+            buf8, buf32, cuda.to_device(pieces, stream=stream), cuda.to_device(block_piece, stream=stream), table, operators, crcs
+        )
+    host = crcs.copy_to_host(stream=stream)
+    stream.synchronize()
+    return host[: len(spans)]
