@@ -14,7 +14,8 @@ same greedy generations, measured in the same process:
   forward pass, which must be bit-identical;
 - tokens per second at each batch size (``model.generate``, greedy,
   ``--new-tokens`` new tokens after a prompt of ``--prompt`` tokens, median
-  of ``--repeat`` runs after a warm-up);
+  of ``--repeat`` runs after a warm-up; both models stay loaded and take
+  turns, run by run, so that other work on the host slows both alike);
 - decode time of each group (CUDA events, median of 20).
 
 ``--chunk 32768 8192`` repeats the compressed side for each chunk size (smaller
@@ -110,7 +111,8 @@ def empty(cfg: Any) -> torch.nn.Module:
 
 
 def _encode(name: str, array: Any, chunk: int) -> tuple[Any, list[bytes]]:
-    return codec.encode_tensor(array, name, chunk)
+    entry, sections = codec.encode_tensor(array, name, chunk)
+    return entry, [bytes(s) for s in sections]  # memoryviews do not pickle back from the worker
 
 
 def save(tensors: dict[str, Any], path: str, workers: int, chunk: int) -> None:
@@ -137,19 +139,25 @@ def generate(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int) -> t
     return out[:, prompt.shape[1]:]
 
 
-def timed_generation(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int, repeat: int, device: torch.device) -> tuple[torch.Tensor, float]:
-    """The generated tokens and the median tokens per second (after one warm-up)."""
-    tokens = generate(model, prompt, new_tokens)
-    times = []
+def timed_generations(models: list[torch.nn.Module], prompt: torch.Tensor, new_tokens: int, repeat: int,
+                      device: torch.device) -> list[tuple[torch.Tensor, float]]:
+    """Each model's generated tokens and median tokens per second (after one warm-up each).
+
+    The models take turns, run by run, so that a change in the machine's
+    speed during the measurement (other work on the host) falls on all alike.
+    """
+    tokens = [generate(model, prompt, new_tokens) for model in models]
+    times: list[list[float]] = [[] for _ in models]
     for _ in range(repeat):
-        sync(device)
-        start = time.perf_counter()
-        again = generate(model, prompt, new_tokens)
-        sync(device)
-        times.append(time.perf_counter() - start)
-        if not torch.equal(again, tokens):
-            raise SystemExit("generation is not deterministic on this model: cannot compare tokens")
-    return tokens, prompt.shape[0] * new_tokens / statistics.median(times)
+        for model, expected, spent in zip(models, tokens, times):
+            sync(device)
+            start = time.perf_counter()
+            again = generate(model, prompt, new_tokens)
+            sync(device)
+            spent.append(time.perf_counter() - start)
+            if not torch.equal(again, expected):
+                raise SystemExit("generation is not deterministic on this model: cannot compare tokens")
+    return [(t, prompt.shape[0] * new_tokens / statistics.median(spent)) for t, spent in zip(tokens, times)]
 
 
 def decode_times(weights: rt.CompressedWeights, device: torch.device, reps: int = 20) -> list[dict[str, Any]]:
@@ -216,7 +224,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--prompt", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "torch_model.json"))
@@ -242,13 +250,9 @@ def main() -> None:
     prompts = {b: torch.randint(0, cfg.vocab_size, (b, args.prompt), generator=generator).to(device) for b in args.batch}
     with torch.no_grad():
         plain_logits = model(prompts[args.batch[0]]).logits
-    plain = {b: timed_generation(model, prompts[b], args.new_tokens, args.repeat, device) for b in args.batch}
 
     tensors = {k: to_numpy(v) for k, v in model.state_dict().items()}
-    del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    baseline = {"memory": plain_memory if device.type == "cuda" else plain_bytes, "logits": plain_logits, "generated": plain}
+    baseline = {"memory": plain_memory if device.type == "cuda" else plain_bytes, "logits": plain_logits, "model": model}
     runs = [measure(cfg, tensors, chunk, args, device, prompts, baseline) for chunk in args.chunk]
     results.update({"parameters": params, "runs": [r for r, _ in runs]})
     results.update({k: v for k, v in runs[0][0].items() if k != "chunk_size"})
@@ -284,7 +288,7 @@ def measure(cfg: Any, tensors: dict[str, Any], chunk: int, args: Any, device: to
     descriptors = sum(g.held - len(g.store.batch.buffer) for g in weights.groups) if device.type == "cuda" else 0
     with torch.no_grad():
         rans_logits = model(prompts[args.batch[0]]).logits
-    compressed = {b: timed_generation(model, prompts[b], args.new_tokens, args.repeat, device) for b in args.batch}
+    timed = {b: timed_generations([baseline["model"], model], prompts[b], args.new_tokens, args.repeat, device) for b in args.batch}
     groups = decode_times(weights, device)
     logits_equal = bool(torch.equal(baseline["logits"], rans_logits))
     memory = {
@@ -300,10 +304,10 @@ def measure(cfg: Any, tensors: dict[str, Any], chunk: int, args: Any, device: to
     memory["ratio_without_scratch"] = (memory["rans_bytes"] - memory["scratch"]) / memory["plain_bytes"]
     throughput = []
     for b in args.batch:
-        plain = baseline["generated"][b]
-        same = bool(torch.equal(plain[0], compressed[b][0]))
-        throughput.append({"batch": b, "plain_tokens_per_s": plain[1], "rans_tokens_per_s": compressed[b][1],
-                           "speed": compressed[b][1] / plain[1], "tokens_identical": same})
+        plain, compressed = timed[b]
+        same = bool(torch.equal(plain[0], compressed[0]))
+        throughput.append({"batch": b, "plain_tokens_per_s": plain[1], "rans_tokens_per_s": compressed[1],
+                           "speed": compressed[1] / plain[1], "tokens_identical": same})
     block_seconds = [g["seconds"] for g in groups if g["tensors"] > 1] or [g["seconds"] for g in groups]
     speeds = {f"batch{t['batch']}": t["speed"] for t in throughput}
     run = {

@@ -228,10 +228,10 @@ COMPILE = textwrap.dedent(
     signatures = {
         "histogram": (u8, u32, i2, i64, i2, q2),
         "encode": (u8, u32, u2, i2, i2, u16, u32, u32),
-        "split_raw": (u8, u32, i2, i64, u8, u32, u2, u2, u32),
+        "split_raw": (u8, u32, i2, i64, u8, u32, u2, u2, u2, u32),
         "compact": (i2, i64, i64, u16, u32, u32, u16, u32),
         "scatter": (u8, i2, u8),
-        "crc_blocks": (u8, u32, i2, i64, u2, u2, u32),
+        "crc_blocks": (u8, u32, i2, i64, u2, u2, u2, u32),
     }
     for name, signature in signatures.items():
         module = crc if name == "crc_blocks" else ek

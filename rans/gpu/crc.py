@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import zlib
+
 import numpy as np
 from numba import cuda, uint32
 
-from .warp import SIMULATED
+from .warp import SIMULATED, xor_all
 
 # Columns of a piece descriptor for :func:`crc_blocks`.
 S_START, S_END4, S_TAIL, S_FIRST_BLOCK, S_AFTER, S_TENSOR, S_SPAN = range(7)
@@ -32,40 +34,52 @@ CRC_BLOCK = CRC_THREADS * CRC_SEGMENT_WORDS * 4
 """Bytes of a span one block of :func:`crc_blocks` covers (16 KiB; 2 KiB under the simulator)."""
 CRC_SHARED_WORDS = CRC_BLOCK // 4 + CRC_BLOCK // 128
 """Shared words of a block's bytes, one word of padding per 32 so that each thread's 16 words start in another bank."""
-CRC_SEGMENT_LOG2 = 6
-"""log2 of the bytes each thread of :func:`crc_blocks` covers (64)."""
+CRC_WARPS = CRC_THREADS // 32
+SHIFT_COLUMNS = 32 + CRC_WARPS
+"""Columns of :func:`shift_table`: one operator per lane, then one per warp of a block."""
+GRID_MAX = 2048
+"""Most blocks a launch of :func:`crc_blocks` (or a kernel like it) starts; each loops over several CRC blocks."""
 SHIFT_OPERATORS = 48
 """Operators that append ``2**k`` zero bytes to a CRC, ``k < 48``."""
 
 
 @cuda.jit(device=True, inline=True)
-def append_zeros(operators, k, crc):
-    """``crc`` (zero-initialized, unconditioned) of some bytes, followed by ``2**k`` zero bytes."""
+def times(matrix, column, crc):
+    """``crc`` times the GF(2) matrix held in column ``column`` of ``matrix`` (row ``j``: the image of bit ``j``)."""
     out = uint32(0)
-    j = 0
-    while crc:
-        if crc & uint32(1):
-            out ^= uint32(operators[k, j])
-        crc = uint32(crc >> uint32(1))
-        j += 1
+    for j in range(32):
+        if (crc >> uint32(j)) & uint32(1):
+            out ^= uint32(matrix[j, column])
     return out
 
 
 @cuda.jit(device=True, inline=True)
-def append_many(operators, count, crc):
-    """``crc`` followed by ``count`` zero bytes."""
+def shift_in_warp(operators, count, crc, lane, scratch):
+    """``crc`` followed by ``count`` zero bytes, worked out by a whole warp (every lane holds the same ``crc`` and ``count``).
+
+    For each set bit ``k`` of ``count``, lane ``j`` takes column ``j`` of
+    operator ``k`` if bit ``j`` of ``crc`` is set, and the warp XORs them.
+    """
     k = 0
     while count:
         if count & 1:
-            crc = append_zeros(operators, k, crc)
+            column = uint32(operators[k, lane]) if (crc >> uint32(lane)) & uint32(1) else uint32(0)
+            crc = xor_all(column, scratch, lane)
         count >>= 1
         k += 1
     return crc
 
 
 @cuda.jit(device=True, inline=True)
-def block_crc(words, t4, parts, operators, tid):
-    """The zero-initialized CRC of the ``CRC_BLOCK`` bytes staged in ``words``, for thread 0 (a barrier follows)."""
+def block_crc(words, t4, shifts, parts, scratch, tid):
+    """The zero-initialized CRC of the ``CRC_BLOCK`` bytes staged in ``words``, in every lane of warp 0.
+
+    Each thread checksums its segment, multiplies it by the operator that
+    appends the segments after it in its warp (column ``lane`` of
+    ``shifts``), and the warp XORs them; warp 0 does the same with the
+    warps' CRCs (columns ``32 + warp``). The caller puts a barrier before
+    the next use of ``words`` or ``parts``.
+    """
     crc = uint32(0)
     for j in range(CRC_SEGMENT_WORDS):
         w = tid * CRC_SEGMENT_WORDS + j
@@ -76,21 +90,30 @@ def block_crc(words, t4, parts, operators, tid):
             ^ t4[1, (crc >> uint32(16)) & uint32(0xFF)]
             ^ t4[0, crc >> uint32(24)]
         )
-    parts[tid] = crc
+    lane = tid % 32
+    crc = xor_all(times(shifts, lane, crc), scratch, lane)
+    if lane == 0:
+        parts[tid // 32] = crc
     cuda.syncthreads()
-    step = 1
-    level = CRC_SEGMENT_LOG2
-    while step < cuda.blockDim.x:
-        if tid % (2 * step) == 0:
-            parts[tid] = append_zeros(operators, level, parts[tid]) ^ parts[tid + step]
-        cuda.syncthreads()
-        step *= 2
-        level += 1
-    return parts[0]
+    crc = uint32(0)
+    if tid < 32:
+        if lane < CRC_WARPS:
+            crc = times(shifts, 32 + lane, parts[lane])
+        crc = xor_all(crc, scratch, lane)
+    return crc
+
+
+@cuda.jit(device=True, inline=True)
+def stage_tables(table, shifts, t4, shifted, tid):
+    """Copy the slicing table and the block's shift operators into shared memory (a barrier must follow)."""
+    for i in range(tid, 1024, cuda.blockDim.x):
+        t4[i // 256, i % 256] = table[i // 256, i % 256]
+    for i in range(tid, 32 * SHIFT_COLUMNS, cuda.blockDim.x):
+        shifted[i // SHIFT_COLUMNS, i % SHIFT_COLUMNS] = shifts[i // SHIFT_COLUMNS, i % SHIFT_COLUMNS]
 
 
 @cuda.jit
-def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, crcs):
+def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, shifts, crcs):
     """XOR into ``crcs`` the share of each piece of a tensor's sections span in its zlib CRC-32.
 
     ``pieces[i]`` gives the piece's first byte (a multiple of 4), its end
@@ -101,14 +124,17 @@ def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, crcs):
     block ``b``; block ``m`` from the piece's end covers
     ``[end4 - (m + 1) * CRC_BLOCK, end4 - m * CRC_BLOCK)``. ``table`` is the
     slicing-by-4 table (``uint32[4, 256]``), ``operators[k]`` the matrix
-    that appends ``2**k`` zero bytes, column ``j`` the image of bit ``j``.
+    that appends ``2**k`` zero bytes, column ``j`` the image of bit ``j``,
+    ``shifts`` the block's operators (:func:`shift_table`).
     """
     words = cuda.shared.array(CRC_SHARED_WORDS, uint32)
     t4 = cuda.shared.array((4, 256), uint32)
-    parts = cuda.shared.array(CRC_THREADS, uint32)
+    shifted = cuda.shared.array((32, SHIFT_COLUMNS), uint32)
+    parts = cuda.shared.array(CRC_WARPS, uint32)
+    scratch = cuda.shared.array(32, uint32)
     tid = cuda.threadIdx.x
-    for i in range(tid, 1024, cuda.blockDim.x):
-        t4[i // 256, i % 256] = table[i // 256, i % 256]
+    lane = tid % 32
+    stage_tables(table, shifts, t4, shifted, tid)
     for b in range(cuda.blockIdx.x, block_piece.shape[0], cuda.gridDim.x):
         t = block_piece[b]
         start = pieces[t, S_START]
@@ -121,18 +147,20 @@ def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, crcs):
             at = first + 4 * w
             words[w + (w >> 5)] = buf32[at >> 2] if at >= start else uint32(0)
         cuda.syncthreads()
-        crc = block_crc(words, t4, parts, operators, tid)
-        if tid == 0:
+        crc = block_crc(words, t4, shifted, parts, scratch, tid)
+        if tid < 32:
+            shift = pieces[t, S_AFTER]
             if m == 0:
                 for u in range(tail):
                     crc = uint32(t4[0, (crc ^ uint32(buf8[end4 + u])) & uint32(0xFF)] ^ (crc >> uint32(8)))
             else:
-                crc = append_many(operators, m * CRC_BLOCK + tail, crc)
-            crc = append_many(operators, pieces[t, S_AFTER], crc)
+                shift += m * CRC_BLOCK + tail
+            crc = shift_in_warp(operators, shift, crc, lane, scratch)
             span = pieces[t, S_SPAN]
             if m == 0 and span >= 0:
-                crc ^= append_many(operators, span, uint32(0xFFFFFFFF)) ^ uint32(0xFFFFFFFF)
-            cuda.atomic.xor(crcs, pieces[t, S_TENSOR], crc)
+                crc ^= shift_in_warp(operators, span, uint32(0xFFFFFFFF), lane, scratch) ^ uint32(0xFFFFFFFF)
+            if tid == 0:
+                cuda.atomic.xor(crcs, pieces[t, S_TENSOR], crc)
         cuda.syncthreads()
 
 
@@ -176,15 +204,41 @@ def crc_table() -> np.ndarray:
     return t
 
 
+def shift_table() -> np.ndarray:
+    """``uint32[32, SHIFT_COLUMNS]``: the operators that place a segment's or a warp's CRC in its block.
+
+    Column ``c < 32`` appends the ``31 - c`` segments of 64 bytes that
+    follow lane ``c``'s segment in its warp; column ``32 + k`` appends the
+    bytes of the ``CRC_WARPS - 1 - k`` warps after warp ``k``. Row ``j`` is
+    the image of bit ``j`` of a zero-initialized CRC register.
+
+    Examples
+    --------
+    >>> import zlib
+    >>> t = shift_table()
+    >>> register = 1 << 5  # a register with bit 5 set, then 30 segments of zero bytes
+    >>> int(t[5, 1]) == zlib.crc32(bytes(30 * 64), register ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+    True
+    """
+    segment = CRC_SEGMENT_WORDS * 4
+    distances = [(31 - c) * segment for c in range(32)] + [(CRC_WARPS - 1 - k) * 32 * segment for k in range(CRC_WARPS)]
+    table = np.zeros((32, SHIFT_COLUMNS), np.uint32)
+    for c, d in enumerate(distances):
+        for j in range(32):
+            table[j, c] = zlib.crc32(bytes(d), (1 << j) ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return table
+
+
 _DEVICE: dict[str, Any] = {}
 
 
-def constants() -> tuple[Any, Any]:
-    """The CRC table and operators, on the device, made once."""
+def constants() -> tuple[Any, Any, Any]:
+    """The slicing table, the zero-append operators and the block's shift operators, on the device, made once."""
     if not _DEVICE:
         _DEVICE["table"] = cuda.to_device(crc_table())
         _DEVICE["operators"] = cuda.to_device(crc_operators())
-    return _DEVICE["table"], _DEVICE["operators"]
+        _DEVICE["shifts"] = cuda.to_device(shift_table())
+    return _DEVICE["table"], _DEVICE["operators"], _DEVICE["shifts"]
 
 
 def span_pieces(spans: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -227,10 +281,9 @@ def checksums(buf8: Any, spans: Sequence[tuple[int, int]], stream: Any) -> np.nd
     pieces, block_piece = span_pieces(spans)
     crcs = cuda.to_device(np.zeros(max(len(spans), 1), np.uint32), stream=stream)
     if block_piece.size:
-        table, operators = constants()
         buf32 = buf8[: buf8.size & ~3].view(np.uint32)
-        crc_blocks[block_piece.size, CRC_THREADS, stream](
-            buf8, buf32, cuda.to_device(pieces, stream=stream), cuda.to_device(block_piece, stream=stream), table, operators, crcs
+        crc_blocks[min(block_piece.size, GRID_MAX), CRC_THREADS, stream](
+            buf8, buf32, cuda.to_device(pieces, stream=stream), cuda.to_device(block_piece, stream=stream), *constants(), crcs
         )
     host = crcs.copy_to_host(stream=stream)
     stream.synchronize()

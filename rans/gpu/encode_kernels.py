@@ -32,7 +32,7 @@ from __future__ import annotations
 from numba import cuda, uint8, uint16, uint32, uint64
 
 from ..constants import ENCODE_SHIFT, LANES, M, RUN, STATE_LOW, WORD_BITS
-from .crc import CRC_BLOCK, CRC_SHARED_WORDS, CRC_THREADS, append_many, block_crc
+from .crc import CRC_BLOCK, CRC_SHARED_WORDS, CRC_WARPS, SHIFT_COLUMNS, block_crc, shift_in_warp, stage_tables
 from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot
 
 # Columns of an extractor (int64): where a plane's symbols come from.
@@ -270,7 +270,7 @@ def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
 
 
 @cuda.jit
-def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, crcs):
+def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, shifts, crcs):
     """Write raw planes and XOR the CRC-32 share of their whole groups of 4 bytes into ``crcs``.
 
     A plane of ``n`` symbols has ``Q = n // 4`` whole groups; block ``m``
@@ -283,10 +283,11 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, crcs
     """
     words = cuda.shared.array(CRC_SHARED_WORDS, uint32)
     t4 = cuda.shared.array((4, 256), uint32)
-    parts = cuda.shared.array(CRC_THREADS, uint32)
+    shifted = cuda.shared.array((32, SHIFT_COLUMNS), uint32)
+    parts = cuda.shared.array(CRC_WARPS, uint32)
+    scratch = cuda.shared.array(32, uint32)
     tid = cuda.threadIdx.x
-    for i in range(tid, 1024, cuda.blockDim.x):
-        t4[i // 256, i % 256] = table[i // 256, i % 256]
+    stage_tables(table, shifts, t4, shifted, tid)
     for b in range(cuda.blockIdx.x, item_plane.shape[0], cuda.gridDim.x):
         p = item_plane[b]
         base = planes[p, X_BASE]
@@ -313,9 +314,11 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, crcs
                 e = whole * RUN + u
                 out8[dst + e] = uint8(_symbol_at(in8, base, size, sa, ma, sb, mb, e))
         cuda.syncthreads()
-        crc = block_crc(words, t4, parts, operators, tid)
-        if tid == 0:
-            cuda.atomic.xor(crcs, planes[p, R_TENSOR], append_many(operators, m * CRC_BLOCK + planes[p, R_AFTER], crc))
+        crc = block_crc(words, t4, shifted, parts, scratch, tid)
+        if tid < 32:
+            crc = shift_in_warp(operators, m * CRC_BLOCK + planes[p, R_AFTER], crc, tid, scratch)
+            if tid == 0:
+                cuda.atomic.xor(crcs, planes[p, R_TENSOR], crc)
         cuda.syncthreads()
 
 

@@ -171,7 +171,13 @@ def _empty(nbytes: int, dtype: Any = np.uint8) -> tuple[Any, Any]:
 
 
 def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
-    """Copy small host arrays to the device in one transfer; return a device view of each (8-byte aligned)."""
+    """Copy small host arrays to the device in one transfer; return a device view of each (8-byte aligned).
+
+    The device buffer comes from :func:`_empty` (torch's caching allocator
+    when it has CUDA), so the rounds' uploads reuse cached device memory
+    instead of a ``cudaMalloc`` each and a ``cudaFree`` later; the views
+    keep it alive.
+    """
     offsets, total = [], 0
     for a in arrays:
         offsets.append(total)
@@ -179,7 +185,8 @@ def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
     host = np.zeros(max(total, 8), np.uint8)
     for a, at in zip(arrays, offsets):
         host[at : at + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-    device = cuda.to_device(host, stream=stream)
+    _, device = _empty(host.size)
+    device[: host.size].copy_to_device(host, stream=stream)
     return [device[at : at + a.nbytes].view(a.dtype).reshape(a.shape) for a, at in zip(arrays, offsets)]
 
 
@@ -489,21 +496,21 @@ class _Call:
 
         device = _upload(arrays, self.stream)
         crcs = device[crc_at]
-        table, operators = crc.constants()
+        constants = crc.constants()
         for what, source, at in launches:
             if what == "scatter":
                 ek.scatter[device[at + 1].shape[0], ek.THREADS, self.stream](device[at], device[at + 1], self.out8)
             elif what == "raw":
-                ek.split_raw[device[at + 1].shape[0], crc.CRC_THREADS, self.stream](
-                    source.in8, source.in32, device[at], device[at + 1], self.out8, out32, table, operators, crcs
+                ek.split_raw[min(device[at + 1].shape[0], crc.GRID_MAX), crc.CRC_THREADS, self.stream](
+                    source.in8, source.in32, device[at], device[at + 1], self.out8, out32, *constants, crcs
                 )
             else:
                 ek.compact[self.n_chunks, ek.THREADS, self.stream](
                     device[at], device[at + 1], device[at + 2], self.scratch16, self.states, self.counts_d, out16, out32
                 )
         if block_piece:
-            crc.crc_blocks[len(block_piece), crc.CRC_THREADS, self.stream](
-                self.out8, out32, device[crc_at + 1], device[crc_at + 2], table, operators, crcs
+            crc.crc_blocks[min(len(block_piece), crc.GRID_MAX), crc.CRC_THREADS, self.stream](
+                self.out8, out32, device[crc_at + 1], device[crc_at + 2], *constants, crcs
             )
         host = crcs.copy_to_host(stream=self.stream)
         self.stream.synchronize()
