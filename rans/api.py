@@ -138,9 +138,10 @@ def decompress(
         torch when it is importable. Numba arrays hold BF16 and FP8 as their
         raw bits (``uint16``, ``uint8``).
     verify : bool
-        Check every section's CRC-32 (default). Coded chunks are checked by
-        their final states either way; with ``verify=False`` damage to raw
-        sections, and some damage to coded words, goes unnoticed.
+        Check every section's CRC-32 (default; with ``device="cuda"`` the
+        GPU computes it). Coded chunks are checked by their final states
+        either way; with ``verify=False`` damage to raw sections, and some
+        damage to coded words, goes unnoticed.
     max_bytes : int, optional
         The most bytes the decoded tensor may take. By default
         ``max(256 MiB, 1024 * len(data))``, which keeps a small file from
@@ -312,7 +313,8 @@ def load_file(
         The type of the returned arrays: ``"numpy"`` (default) or ``"torch"``
         on the CPU, ``"torch"`` (default) or ``"numba"`` with ``device="cuda"``.
     verify : bool
-        Check every section's CRC-32 (default).
+        Check every section's CRC-32 (default; with ``device="cuda"`` the
+        GPU computes it, once the file is there).
     max_bytes : int, optional
         The most bytes the decoded tensors may take together; by default
         ``max(256 MiB, 1024 * file size)`` (see :func:`decompress`).
