@@ -6,18 +6,19 @@ as the span has after the piece, plus a term for zlib's conditioning.
 :func:`crc_blocks` works in blocks of :data:`CRC_BLOCK` bytes aligned to a
 piece's end (bytes before the piece count as zeros, which leave a
 zero-initialized CRC unchanged): each thread checksums a 64-byte segment by
-slicing-by-4 in shared memory, a tree of GF(2) matrices that append runs of
-zero bytes (the arithmetic of zlib's ``crc32_combine``) joins the segments,
-and the block's share is XORed into its span's accumulator. The encoder
-checksums what it writes this way; the decoder verifies a file it has copied
-to the GPU with :func:`checksums`.
+slicing-by-4 in shared memory and multiplies it by the GF(2) matrix that
+appends the zero bytes of the segments after it (the arithmetic of zlib's
+``crc32_combine``); warp shuffles XOR the segments, then the warps; a warp
+appends the block's distance to its piece's end, each lane taking one
+column of each matrix, and XORs the block's share into its span's
+accumulator. The encoder checksums what it writes this way; the decoder
+verifies a file it has copied to the GPU with :func:`checksums`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 import zlib
+from typing import Any, Sequence
 
 import numpy as np
 from numba import cuda, uint32
