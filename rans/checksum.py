@@ -45,6 +45,27 @@ def _squares() -> list[int]:
 _SQUARES = _squares()
 
 
+def shift(register: int, length: int) -> int:
+    """A CRC-32 register (unconditioned, in zlib's bit order) after ``length`` zero bytes: ``register * x ** (8 * length)``.
+
+    Examples
+    --------
+    >>> import zlib
+    >>> register = 0x1234ABCD
+    >>> shift(register, 5) == zlib.crc32(bytes(5), register ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+    True
+    """
+    power = _ONE
+    bits = 8 * length
+    k = 0
+    while bits:
+        if bits & 1:
+            power = _multiply(_SQUARES[k], power)
+        bits >>= 1
+        k += 1
+    return _multiply(power, register)
+
+
 def combine(crc_a: int, crc_b: int, length_b: int) -> int:
     """The CRC-32 of ``A + B`` from the CRC-32s of ``A`` and ``B`` and the length of ``B`` in bytes.
 
@@ -54,15 +75,7 @@ def combine(crc_a: int, crc_b: int, length_b: int) -> int:
     >>> combine(zlib.crc32(b"ab"), zlib.crc32(b"cde"), 3) == zlib.crc32(b"abcde")
     True
     """
-    shift = _ONE
-    bits = 8 * length_b
-    k = 0
-    while bits:
-        if bits & 1:
-            shift = _multiply(_SQUARES[k], shift)
-        bits >>= 1
-        k += 1
-    return _multiply(shift, crc_a) ^ crc_b
+    return shift(crc_a, length_b) ^ crc_b
 
 
 def _threads() -> int:

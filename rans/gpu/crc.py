@@ -17,12 +17,12 @@ verifies a file it has copied to the GPU with :func:`checksums`.
 
 from __future__ import annotations
 
-import zlib
 from typing import Any, Sequence
 
 import numpy as np
 from numba import cuda, uint32
 
+from .. import checksum
 from .warp import SIMULATED, xor_all
 
 # Columns of a piece descriptor for :func:`crc_blocks`.
@@ -165,31 +165,12 @@ def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, shifts, crcs)
         cuda.syncthreads()
 
 
-def _gf2_times(matrix: list[int], vector: int) -> int:
-    out = 0
-    j = 0
-    while vector:
-        if vector & 1:
-            out ^= matrix[j]
-        vector >>= 1
-        j += 1
-    return out
-
-
 def crc_operators() -> np.ndarray:
     """``uint32[48, 32]``: row ``k`` appends ``2**k`` zero bytes to a CRC-32 register (zlib's polynomial).
 
-    Column ``j`` is the image of bit ``j``, as in zlib's ``crc32_combine``.
+    Column ``j`` is the image of bit ``j`` (:func:`rans.checksum.shift`), as in zlib's ``crc32_combine``.
     """
-    bit = [0xEDB88320] + [1 << (j - 1) for j in range(1, 32)]  # one zero bit
-    matrix = bit
-    for _ in range(3):  # 2, 4, 8 zero bits
-        matrix = [_gf2_times(matrix, matrix[j]) for j in range(32)]
-    rows = []
-    for _ in range(SHIFT_OPERATORS):
-        rows.append(matrix)
-        matrix = [_gf2_times(matrix, matrix[j]) for j in range(32)]
-    return np.array(rows, dtype=np.uint32)
+    return np.array([[checksum.shift(1 << j, 1 << k) for j in range(32)] for k in range(SHIFT_OPERATORS)], dtype=np.uint32)
 
 
 def crc_table() -> np.ndarray:
@@ -223,11 +204,7 @@ def shift_table() -> np.ndarray:
     """
     segment = CRC_SEGMENT_WORDS * 4
     distances = [(31 - c) * segment for c in range(32)] + [(CRC_WARPS - 1 - k) * 32 * segment for k in range(CRC_WARPS)]
-    table = np.zeros((32, SHIFT_COLUMNS), np.uint32)
-    for c, d in enumerate(distances):
-        for j in range(32):
-            table[j, c] = zlib.crc32(bytes(d), (1 << j) ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
-    return table
+    return np.array([[checksum.shift(1 << j, d) for d in distances] for j in range(32)], dtype=np.uint32)
 
 
 _DEVICE: dict[str, Any] = {}

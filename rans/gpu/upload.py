@@ -35,13 +35,13 @@ _lock = threading.Lock()
 _state: dict[str, Any] = {}
 
 
-def _ring() -> tuple[ThreadPoolExecutor, list[Any]]:
-    """The worker threads and the pinned buffers, made once."""
-    with _lock:
-        if not _state:
-            _state["pool"] = ThreadPoolExecutor(WORKERS, thread_name_prefix="rans-upload")
-            _state["buffers"] = [cuda.pinned_array(PIECE, dtype=np.uint8) for _ in range(SLOTS)]
-        return _state["pool"], _state["buffers"]
+def _ring() -> tuple[ThreadPoolExecutor, list[Any], list[Any]]:
+    """The worker threads, the pinned buffers and an event per buffer, made once (the caller holds ``_lock``)."""
+    if not _state:
+        _state["pool"] = ThreadPoolExecutor(WORKERS, thread_name_prefix="rans-upload")
+        _state["buffers"] = [cuda.pinned_array(PIECE, dtype=np.uint8) for _ in range(SLOTS)]
+        _state["events"] = [cuda.event() for _ in range(SLOTS)]
+    return _state["pool"], _state["buffers"], _state["events"]
 
 
 def upload(host: memoryview, device: Any, stream: Any) -> None:
@@ -65,10 +65,9 @@ def upload(host: memoryview, device: Any, stream: Any) -> None:
         if source.size:
             device[: source.size].copy_to_device(source, stream=stream)
         return
-    pool, buffers = _ring()
     starts = range(0, source.size, PIECE)
     with _lock:  # one upload at a time owns the ring
-        events = [cuda.event() for _ in buffers]
+        pool, buffers, events = _ring()
         filling: dict[int, Future] = {}
 
         def fill(i: int) -> None:
