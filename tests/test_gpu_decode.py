@@ -8,6 +8,7 @@ where bit-exactness is judged.
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -62,6 +63,50 @@ def test_drawn_tensors_match_the_reference(kind: str, n: int, chunk: int, seed: 
     x = weights(kind, n, seed)
     data = rans.compress(x, chunk_size=chunk)
     assert on_gpu(data).tobytes() == rans.decompress(data).tobytes()
+
+
+def fused_loops(n: int, seed: int) -> dict[str, tuple[np.ndarray, int, int, bool | None]]:
+    """Tensors that take each specialized loop of the fused decoder.
+
+    name -> (tensor, kernel kind, shift, whether its first other plane is raw rather than constant;
+    None for a kind without other planes).
+    """
+    from rans.gpu import kernels
+
+    rng = np.random.default_rng(seed)
+
+    def small() -> np.ndarray:
+        return rng.integers(0, 40, n)
+
+    def byte() -> np.ndarray:
+        return rng.integers(0, 256, n)
+
+    return {
+        "bf16": (weights("bf16", n, seed), kernels.KIND_BF16, 0, True),
+        "bf16, constant sign and mantissa": ((2.0 ** -rng.integers(1, 20, n)).astype(ml_dtypes.bfloat16), kernels.KIND_BF16, 0, False),
+        "f32": (weights("f32", n, seed), kernels.KIND_F32, 0, True),
+        "f32, constant low bytes": (weights("f32-bf16", n, seed), kernels.KIND_F32, 0, True),
+        "i8": (weights("i8", n, seed), kernels.KIND_BYTES, 0, None),
+        "u16, byte 0 coded": (small().astype(np.uint16), kernels.KIND_BYTES2, 0, False),
+        "u16, byte 1 coded": (((small() % 8) << 8 | byte()).astype(np.uint16), kernels.KIND_BYTES2, 1, True),
+        "f16": (weights("f16", n, seed), kernels.KIND_BYTES2, 1, True),
+        **{f"u32, byte {s} coded": ((small() << (8 * s)).astype(np.uint32), kernels.KIND_BYTES4, s, False) for s in range(4)},
+        "u32, byte 0 coded, raw others": ((small() | byte() << 8 | byte() << 16 | byte() << 24).astype(np.uint32), kernels.KIND_BYTES4, 0, True),
+    }
+
+
+@pytest.mark.parametrize("name", list(fused_loops(8, 0)))
+def test_every_fused_loop_matches_the_reference(name: str) -> None:
+    """Each (kind, shift) loop of the fused kernel, with raw and constant other planes: the plan takes it, bytes agree."""
+    from rans.gpu import decoder, kernels
+
+    x, kind, shift, raw = fused_loops(260 if SIMULATED else 300_001, 7)[name]
+    data = rans.compress(x, chunk_size=128 if SIMULATED else 32768)
+    buf = memoryview(data)
+    [row] = decoder.plan(buf, container.read_header(buf).entries, [0]).fused.planes
+    assert (row[kernels.P_KIND], row[kernels.P_SHIFT]) == (kind, shift)
+    assert raw is None or (row[kernels.P_SRC1] >= 0) == raw
+    assert on_gpu(data).tobytes() == rans.decompress(data).tobytes() == x.tobytes()
 
 
 def test_a_file_decodes_in_one_call() -> None:

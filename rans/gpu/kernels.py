@@ -10,10 +10,14 @@ decodes every plane of every tensor of a batch.
 
 The join is fused: a lane holds 4 consecutive symbols of its chunk, fetches
 the same 4 bytes of each other plane of the tensor (raw, from the file
-buffer, or constant) and writes 4 finished elements. The state arithmetic
-is 32-bit unsigned: Numba widens ``uint32`` products to 64 bits unless
-every assignment is cast back, which doubled the hot loop's cost
-(``bench/NOTES.md``, entry 1).
+buffer, or constant) and writes 4 finished elements. Each kind of join has
+a loop of its own (:func:`_steps`, inlined with the kind as a constant),
+indexed in 32 bits from per-chunk views (:func:`warp.tail`), and a warp
+prefetches its words :data:`AHEAD_WORDS` ahead: 75 instructions per warp
+sub-step became 33 on bf16 (``bench/NOTES.md``, entry 7). The state
+arithmetic is 32-bit unsigned: Numba widens ``uint32`` products to 64 bits
+unless every assignment is cast back, which doubled the hot loop's cost
+(entry 1).
 
 Integrity: every lane's state must start at or above ``L`` and end at
 ``L``, and the warp must consume exactly its chunk's words; word reads are
@@ -26,7 +30,7 @@ from __future__ import annotations
 from numba import cuda, uint8, uint32
 
 from ..constants import LANES, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
-from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot
+from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot, prefetch, tail
 
 # Columns of the plane descriptors (int64).
 P_TABLE, P_KIND, P_OUT, P_SRC1, P_SRC2, P_SRC3, P_SHIFT, P_LANES = range(8)
@@ -157,11 +161,96 @@ def _others(kind, buf32, src1, src2, src3, k):
     return _source4(buf32, src1, k), zero, zero
 
 
-MAX_REGISTERS = 48
-"""Register cap of :func:`decode`: 5 blocks (40 warps) per SM instead of 4 at its natural 62
-(``bench/NOTES.md``, entry 4: +19% on bf16, +41% on int8, +26% on fp16, H100). The simulator
-takes no such option. Kernels are cached on disk (``cache=True``): the first process compiles them, later
-ones load the cubin."""
+AHEAD_WORDS = 128
+"""How far past its position in its chunk's words a warp prefetches, at the start of every step."""
+
+
+@cuda.jit(device=True, inline=True)
+def _spread(w):
+    """Bytes 0 and 1 of ``w`` as the low bytes of two 16-bit halves, and bytes 2 and 3 likewise."""
+    low = (w & uint32(0xFF)) | ((w & uint32(0xFF00)) << uint32(8))
+    high = ((w >> uint32(16)) & uint32(0xFF)) | ((w >> uint32(8)) & uint32(0xFF0000))
+    return uint32(low), uint32(high)
+
+
+@cuda.jit(device=True, inline=True)
+def _pair(kind, shift, s, a):
+    """Two 2-byte elements at once, from two symbols and two other-plane bytes spread as :func:`_spread` does."""
+    if kind == KIND_BF16:
+        return uint32(((a << uint32(8)) & uint32(0x80008000)) | (a & uint32(0x007F007F)) | (s << uint32(7)))
+    if shift == 1:
+        return uint32((s << uint32(8)) | a)
+    return uint32(s | (a << uint32(8)))
+
+
+@cuda.jit(device=True, inline=True)
+def _store(kind, shift, s0, s1, s2, s3, a4, b4, c4, o32, j):
+    """Store the 4 elements (symbols ``s0 .. s3``) of group ``j`` of a chunk whose output starts at ``o32[0]``."""
+    if kind == KIND_BYTES:
+        o32[j] = s0 | (s1 << uint32(8)) | (s2 << uint32(16)) | (s3 << uint32(24))
+        return
+    if kind == KIND_F32 or kind == KIND_BYTES4:
+        at = uint32(j << uint32(2))
+        o32[at] = _assemble(kind, s0, _byte(a4, 0), _byte(b4, 0), _byte(c4, 0), shift)
+        o32[at + uint32(1)] = _assemble(kind, s1, _byte(a4, 1), _byte(b4, 1), _byte(c4, 1), shift)
+        o32[at + uint32(2)] = _assemble(kind, s2, _byte(a4, 2), _byte(b4, 2), _byte(c4, 2), shift)
+        o32[at + uint32(3)] = _assemble(kind, s3, _byte(a4, 3), _byte(b4, 3), _byte(c4, 3), shift)
+        return
+    a01, a23 = _spread(a4)
+    at = uint32(j << uint32(1))
+    o32[at] = _pair(kind, shift, s0 | (s1 << uint32(16)), a01)
+    o32[at + uint32(1)] = _pair(kind, shift, s2 | (s3 << uint32(16)), a23)
+
+
+@cuda.jit(device=True, **({} if SIMULATED else {"forceinline": True}))
+def _steps(kind, shift, table, words, count, x, mine, lane, lanes, steps, below, votes, o32, r1, r2, r3, c1, c2, c3):
+    """The first ``steps`` full steps of a chunk (4 symbols a lane each): return (state, words consumed).
+
+    Inlined where ``kind`` and ``shift`` are constants, so each kind gets a
+    loop of its own, free of the dispatch. ``o32`` starts at the chunk's first
+    output element, ``r1 .. r3`` at its first byte of each other plane (raw
+    planes; ``c1 .. c3``, which replace them when not negative, are the
+    constant planes' 4 bytes). Indices are 32-bit and unsigned: Numba checks
+    signed ones for wraparound.
+    """
+    consumed = uint32(0)
+    zero = uint32(0)
+    j = uint32(lane)
+    end = uint32(steps * lanes + lane)
+    while j < end:
+        prefetch(words, min(uint32(consumed + uint32(AHEAD_WORDS)), count))
+        a4 = zero
+        b4 = zero
+        c4 = zero
+        if kind != KIND_BYTES and mine:
+            a4 = r1[j] if c1 < 0 else uint32(c1)
+            if kind == KIND_F32 or kind == KIND_BYTES4:
+                b4 = r2[j] if c2 < 0 else uint32(c2)
+                c4 = r3[j] if c3 < 0 else uint32(c3)
+        x, s0, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+        x, s1, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+        x, s2, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+        x, s3, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
+        if mine:
+            _store(kind, shift, s0, s1, s2, s3, a4, b4, c4, o32, j)
+        j = uint32(j + lanes)
+    return x, consumed
+
+
+@cuda.jit(device=True, inline=True)
+def _plane4(buf32, src, base):
+    """The other plane at byte offset ``src`` from symbol ``base`` on, as (4-byte view, constant or -1)."""
+    if src >= 0:
+        return tail(buf32, (src + base) >> 2), -1
+    return tail(buf32, 0), (-src - 1) * 0x01010101
+
+
+MAX_REGISTERS = 32
+"""Register cap of :func:`decode`: 8 blocks (64 warps) per SM, so 1 GiB of bf16 (16,384 chunks)
+decodes in 2 rounds of resident chunks instead of 4 at 48 registers (``bench/NOTES.md``, entry 7:
++18% on bf16, +24% on int8, +32% on fp16, -8% on fp32, whose loop spills a little; H100). The
+simulator takes no such option. Kernels are cached on disk (``cache=True``): the first process
+compiles them, later ones load the cubin."""
 
 
 @cuda.jit(cache=True, **({} if SIMULATED else {"max_registers": MAX_REGISTERS}))
@@ -191,7 +280,7 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
             lanes = planes[plane, P_LANES]
             first = chunks[c, C_WORDS]
             count = uint32(chunks[c, C_END] - first)
-            words = buf16[first:]
+            words = tail(buf16, first)
             base = chunks[c, C_BASE]
             length = chunks[c, C_LEN]
             mine = lane < lanes
@@ -199,19 +288,30 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
             if mine:
                 x = uint32(buf32[chunks[c, C_STATES] + lane])
             ok = x >= _LOW
-            consumed = uint32(0)
             span = lanes * RUN
-            full_steps = length // span
-            for step in range(full_steps):
-                k0 = (step * lanes + lane) * RUN if mine else 0
-                a4, b4, c4 = _others(kind, buf32, src1, src2, src3, base + k0)
-                x, s0, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
-                x, s1, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
-                x, s2, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
-                x, s3, consumed = _symbol(table, words, x, mine, consumed, count, below, votes, lane)
-                if mine:
-                    packed = s0 | (s1 << uint32(8)) | (s2 << uint32(16)) | (s3 << uint32(24))
-                    _write(kind, packed, a4, b4, c4, shift, out, base + k0, k0, length, out8, out16, out32)
+            full_steps = uint32(length // span)
+            if kind == KIND_BYTES:
+                o32 = tail(out32, (out + base) >> 2)
+            elif kind == KIND_F32 or kind == KIND_BYTES4:
+                o32 = tail(out32, (out >> 2) + base)
+            else:
+                o32 = tail(out32, ((out >> 1) + base) >> 1)
+            r1, c1 = _plane4(buf32, src1, base)
+            r2, c2 = _plane4(buf32, src2, base)
+            r3, c3 = _plane4(buf32, src3, base)
+            args = (table, words, count, x, mine, uint32(lane), uint32(lanes), full_steps, below, votes, o32, r1, r2, r3, c1, c2, c3)
+            if kind == KIND_BF16:
+                x, consumed = _steps(KIND_BF16, 0, *args)
+            elif kind == KIND_BYTES:
+                x, consumed = _steps(KIND_BYTES, 0, *args)
+            elif kind == KIND_F32:
+                x, consumed = _steps(KIND_F32, 0, *args)
+            elif kind == KIND_BYTES2 and shift == 1:
+                x, consumed = _steps(KIND_BYTES2, 1, *args)
+            elif kind == KIND_BYTES2:
+                x, consumed = _steps(KIND_BYTES2, 0, *args)
+            else:
+                x, consumed = _steps(KIND_BYTES4, shift, *args)
             if full_steps * span < length:
                 k0 = (full_steps * lanes + lane) * RUN if mine else length
                 a4, b4, c4 = _others(kind, buf32, src1, src2, src3, base + min(k0, length - 1) // RUN * RUN)

@@ -7,6 +7,11 @@ correct only when a block is a single warp; :data:`WARPS_PER_BLOCK` is 1
 under the simulator for that reason. On a GPU they are ``ballot_sync`` and
 five ``shfl_xor_sync``.
 
+:func:`prefetch` asks the L1 cache for the line holding an array element
+(PTX ``prefetch.global.L1``) without waiting for it, and :func:`tail` is
+``array[start:]`` with its start hidden from LLVM (see its docstring); under
+the simulator the first does nothing and the second slices.
+
 ``scratch`` of :func:`ballot` is a warp's :data:`VOTE_BYTES` bytes of shared memory: two vote
 buffers used in turn (so one barrier per ballot suffices: a lane can only
 overwrite a buffer after every lane has passed the next barrier, and so
@@ -15,7 +20,7 @@ has read it) and each lane's turn.
 
 from __future__ import annotations
 
-from numba import config, cuda, int32, uint32
+from numba import config, cuda, int32, types, uint32
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 WARPS_PER_BLOCK = 1 if SIMULATED else 8
@@ -23,6 +28,15 @@ FULL_MASK = 0xFFFFFFFF
 VOTE_BYTES = 96
 
 if SIMULATED:
+
+    @cuda.jit(device=True)
+    def prefetch(array, i):
+        """Nothing: the simulator has no caches."""
+
+    @cuda.jit(device=True)
+    def tail(array, start):
+        """``array[start:]``."""
+        return array[start:]
 
     @cuda.jit(device=True)
     def xor_all(value, scratch, lane):
@@ -50,6 +64,55 @@ if SIMULATED:
         return bits
 
 else:
+    from llvmlite import ir
+    from numba.cuda import cgutils
+    from numba.cuda.extending import intrinsic
+
+    @intrinsic
+    def prefetch(typingctx, array, i):
+        """Start loading the line of ``array[i]`` (1-D, ``i`` within it) into L1; no result, no wait."""
+        if not (isinstance(array, types.Array) and array.ndim == 1 and isinstance(i, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            array_type, index_type = signature.args
+            ary, index = args
+            index = context.cast(builder, index, index_type, types.intp)
+            struct = context.make_array(array_type)(context, builder, value=ary)
+            pointer = cgutils.get_item_pointer(context, builder, array_type, struct, [index])
+            asm = ir.InlineAsm(ir.FunctionType(ir.VoidType(), [pointer.type]), "prefetch.global.L1 [$0];", "l", side_effect=True)
+            builder.call(asm, [pointer])
+            return context.get_dummy_value()
+
+        return types.void(array, i), codegen
+
+    @intrinsic
+    def tail(typingctx, array, start):
+        """``array[start:]`` (1-D, C order, ``0 <= start <= len(array)``), its start hidden from the optimizer.
+
+        Indexing ``array[start:]`` with a 32-bit index then costs one multiply-add
+        from a pointer kept in registers; otherwise LLVM folds the slice into
+        each access, adding ``start`` in 64 bits every time.
+        """
+        if not (isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C" and isinstance(start, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            array_type, start_type = signature.args
+            whole = context.make_array(array_type)(context, builder, value=args[0])
+            start = context.cast(builder, args[1], start_type, types.intp)
+            pointer = builder.gep(whole.data, [start])
+            word = ir.IntType(64)
+            address = builder.call(ir.InlineAsm(ir.FunctionType(word, [word]), "mov.b64 $0, $1;", "=l,l"),
+                                   [builder.ptrtoint(pointer, word)])
+            pointer = builder.addrspacecast(builder.inttoptr(address, ir.PointerType(pointer.type.pointee, 1)), pointer.type)
+            part = context.make_array(array_type)(context, builder)
+            length = builder.sub(cgutils.unpack_tuple(builder, whole.shape, 1)[0], start)
+            context.populate_array(part, data=pointer, shape=[length], strides=[whole.itemsize], itemsize=whole.itemsize,
+                                   meminfo=whole.meminfo, parent=whole.parent)
+            return part._getvalue()
+
+        return array(array, start), codegen
 
     @cuda.jit(device=True, inline=True)
     def xor_all(value, scratch, lane):
