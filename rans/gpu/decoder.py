@@ -389,13 +389,28 @@ class Batch:
         for i, run in enumerate(launches):
             run.status.copy_to_host(self.seen[i], stream=stream)
         stream.synchronize()
-        self.unchecked = False
         failed = [(run, int(self.seen[i, 1])) for i, run in enumerate(launches) if self.seen[i, 0]]
         if failed:
+            self.unchecked = False
             for run, _ in failed:
                 run.status.copy_to_device(self.clear, stream=stream)
             stream.synchronize()
             raise failed[0][0].error(self.entries, failed[0][1])
+        self.passed()
+
+    def statuses(self) -> list[Any]:
+        """The device arrays (``int64``: failed chunks, first failed chunk) this batch's launches report into.
+
+        For a caller that checks many batches with one read from the GPU:
+        once the stream has passed the decodes, all counts zero means
+        :meth:`passed` may stand for :meth:`check`; otherwise :meth:`check`
+        names the failure.
+        """
+        return [run.status for run in (self.plan.to_scratch, self.plan.fused) if run.planes]
+
+    def passed(self) -> None:
+        """Record a check that read every count of :meth:`statuses` as zero (BOOL tensors are still checked)."""
+        self.unchecked = False
         if self.target is not None:
             self._check_bools(self.target[0])
 

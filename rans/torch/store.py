@@ -81,6 +81,9 @@ class DeviceStore:
             raise AssertionError("the GPU decoder lays tensors out differently from rans.torch")
         self.held = self.batch.device_nbytes
         self.graph: Any = None
+        import torch
+
+        self.statuses = [torch.as_tensor(status) for status in self.batch.statuses()]
 
     def capture(self, out: Any, stream: Callable[[], Any]) -> None:
         """Decode into ``out`` once, checked, then record that decode as a CUDA graph to replay.
@@ -111,6 +114,15 @@ class DeviceStore:
     def check(self, stream: Any) -> None:
         """Raise :class:`~rans.CorruptDataError` if a decode since the last check failed."""
         self.batch.check(stream)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a decode was enqueued since the last check."""
+        return self.batch.unchecked
+
+    def passed(self) -> None:
+        """Record a check that read every count of :attr:`statuses` (torch views of the batch's) as zero."""
+        self.batch.passed()
 
 
 def verify(entries: Sequence[container.Entry], buf: memoryview) -> None:

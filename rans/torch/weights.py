@@ -15,7 +15,9 @@ collected there and raised by :meth:`CompressedWeights.check`, which by
 default runs after every forward of the top-level model (``check="forward"``).
 The trade-off: a corrupt weight is caught before the forward returns, at the
 cost of one wait for the GPU per forward (generation loops wait once per
-token anyway); ``"decode"`` waits after every group, ``"manual"`` never.
+token anyway; every group's failure counts are read in that one wait, and
+only a failure goes through the groups one by one to name it); ``"decode"``
+waits after every group, ``"manual"`` never.
 Each group's decode is recorded once as a CUDA graph and replayed, which
 takes the CPU a few microseconds where a launch from Python takes a fraction
 of a millisecond (``graphs=False`` launches instead).
@@ -288,9 +290,17 @@ class CompressedWeights:
         """
         if self.device.type != "cuda":
             return
-        stream = self._stream()
-        for group in self.groups:
-            group.store.check(stream)
+        pending = [group.store for group in self.groups if group.store.pending]
+        counts = [status for store in pending for status in store.statuses]
+        if counts and bool(torch.stack(counts)[:, 0].any()):
+            stream = self._stream()
+            for store in pending:
+                store.check(stream)
+        else:
+            if pending and not counts:
+                torch.cuda.current_stream(self.device).synchronize()
+            for store in pending:
+                store.passed()
 
     def remove_hooks(self) -> None:
         """Detach the hooks: the parameters stay views of the scratch buffer, decoded no more."""
