@@ -14,7 +14,7 @@ buffer, or constant) and writes 4 finished elements. Each kind of join has
 a loop of its own (:func:`_steps`, inlined with the kind as a constant),
 indexed in 32 bits from per-chunk views (:func:`warp.tail`), and a warp
 prefetches its words :data:`AHEAD_WORDS` ahead: 75 instructions per warp
-sub-step became 33 on bf16 (``bench/NOTES.md``, entry 7). The state
+sub-step became 31 on bf16 (``bench/NOTES.md``, entry 7). The state
 arithmetic is 32-bit unsigned: Numba widens ``uint32`` products to 64 bits
 unless every assignment is cast back, which doubled the hot loop's cost
 (entry 1).
@@ -30,7 +30,7 @@ from __future__ import annotations
 from numba import cuda, uint8, uint32
 
 from ..constants import LANES, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
-from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot, prefetch, tail
+from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot, permute, prefetch, tail
 
 # Columns of the plane descriptors (int64).
 P_TABLE, P_KIND, P_OUT, P_SRC1, P_SRC2, P_SRC3, P_SHIFT, P_LANES = range(8)
@@ -166,21 +166,13 @@ AHEAD_WORDS = 128
 
 
 @cuda.jit(device=True, inline=True)
-def _spread(w):
-    """Bytes 0 and 1 of ``w`` as the low bytes of two 16-bit halves, and bytes 2 and 3 likewise."""
-    low = (w & uint32(0xFF)) | ((w & uint32(0xFF00)) << uint32(8))
-    high = ((w >> uint32(16)) & uint32(0xFF)) | ((w >> uint32(8)) & uint32(0xFF0000))
-    return uint32(low), uint32(high)
-
-
-@cuda.jit(device=True, inline=True)
-def _pair(kind, shift, s, a):
-    """Two 2-byte elements at once, from two symbols and two other-plane bytes spread as :func:`_spread` does."""
+def _pair(kind, shift, s, t, a):
+    """Two 2-byte elements in one word: symbols ``s``, ``t`` and their other-plane bytes as bytes 0 and 2 of ``a``."""
     if kind == KIND_BF16:
-        return uint32(((a << uint32(8)) & uint32(0x80008000)) | (a & uint32(0x007F007F)) | (s << uint32(7)))
+        return uint32(((a << uint32(8)) & uint32(0x80008000)) | (a & uint32(0x007F007F)) | (s << uint32(7)) | (t << uint32(23)))
     if shift == 1:
-        return uint32((s << uint32(8)) | a)
-    return uint32(s | (a << uint32(8)))
+        return uint32((s << uint32(8)) | (t << uint32(24)) | a)
+    return uint32(s | (t << uint32(16)) | (a << uint32(8)))
 
 
 @cuda.jit(device=True, inline=True)
@@ -196,10 +188,9 @@ def _store(kind, shift, s0, s1, s2, s3, a4, b4, c4, o32, j):
         o32[at + uint32(2)] = _assemble(kind, s2, _byte(a4, 2), _byte(b4, 2), _byte(c4, 2), shift)
         o32[at + uint32(3)] = _assemble(kind, s3, _byte(a4, 3), _byte(b4, 3), _byte(c4, 3), shift)
         return
-    a01, a23 = _spread(a4)
     at = uint32(j << uint32(1))
-    o32[at] = _pair(kind, shift, s0 | (s1 << uint32(16)), a01)
-    o32[at + uint32(1)] = _pair(kind, shift, s2 | (s3 << uint32(16)), a23)
+    o32[at] = _pair(kind, shift, s0, s1, permute(a4, 0, 0x4140))
+    o32[at + uint32(1)] = _pair(kind, shift, s2, s3, permute(a4, 0, 0x4342))
 
 
 @cuda.jit(device=True, **({} if SIMULATED else {"forceinline": True}))

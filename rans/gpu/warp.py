@@ -8,9 +8,10 @@ under the simulator for that reason. On a GPU they are ``ballot_sync`` and
 five ``shfl_xor_sync``.
 
 :func:`prefetch` asks the L1 cache for the line holding an array element
-(PTX ``prefetch.global.L1``) without waiting for it, and :func:`tail` is
-``array[start:]`` with its start hidden from LLVM (see its docstring); under
-the simulator the first does nothing and the second slices.
+(PTX ``prefetch.global.L1``) without waiting for it, :func:`tail` is
+``array[start:]`` with its start hidden from LLVM (see its docstring) and
+:func:`permute` is PTX ``prmt.b32``; under the simulator the first does
+nothing and the others are written in Python.
 
 ``scratch`` of :func:`ballot` is a warp's :data:`VOTE_BYTES` bytes of shared memory: two vote
 buffers used in turn (so one barrier per ballot suffices: a lane can only
@@ -37,6 +38,16 @@ if SIMULATED:
     def tail(array, start):
         """``array[start:]``."""
         return array[start:]
+
+    @cuda.jit(device=True)
+    def permute(a, b, selector):
+        """PTX ``prmt.b32``: byte ``i`` of the result is byte ``(selector >> 4 * i) & 7`` of ``a`` (0-3) then ``b`` (4-7)."""
+        out = uint32(0)
+        for i in range(4):
+            k = (selector >> (4 * i)) & 7
+            source = a if k < 4 else b
+            out |= ((source >> (8 * (k & 3))) & 0xFF) << (8 * i)
+        return uint32(out)
 
     @cuda.jit(device=True)
     def xor_all(value, scratch, lane):
@@ -113,6 +124,20 @@ else:
             return part._getvalue()
 
         return array(array, start), codegen
+
+    @intrinsic
+    def permute(typingctx, a, b, selector):
+        """PTX ``prmt.b32``: byte ``i`` of the result is byte ``(selector >> 4 * i) & 7`` of ``a`` (0-3) then ``b`` (4-7)."""
+        if not all(isinstance(t, types.Integer) for t in (a, b, selector)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            word = ir.IntType(32)
+            values = [context.cast(builder, v, t, types.uint32) for v, t in zip(args, signature.args)]
+            asm = ir.InlineAsm(ir.FunctionType(word, [word, word, word]), "prmt.b32 $0, $1, $2, $3;", "=r,r,r,r")
+            return builder.call(asm, values)
+
+        return types.uint32(a, b, selector), codegen
 
     @cuda.jit(device=True, inline=True)
     def xor_all(value, scratch, lane):
