@@ -109,6 +109,20 @@ def test_every_fused_loop_matches_the_reference(name: str) -> None:
     assert on_gpu(data).tobytes() == rans.decompress(data).tobytes() == x.tobytes()
 
 
+@SMALL
+@given(
+    name=st.sampled_from(list(fused_loops(8, 0))),
+    n=st.integers(0, 300 if SIMULATED else 200_000),
+    chunk=st.sampled_from([128, 256, 1024]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_drawn_tensors_of_every_fused_loop_match_the_reference(name: str, n: int, chunk: int, seed: int) -> None:
+    """Hypothesis-drawn size, chunk size and data for the tensors of each fused loop: GPU bytes equal reference bytes."""
+    x = fused_loops(n, seed)[name][0]
+    data = rans.compress(x, chunk_size=chunk)
+    assert on_gpu(data).tobytes() == rans.decompress(data).tobytes()
+
+
 def test_a_file_decodes_in_one_call() -> None:
     """load_file(device='cuda') gives every tensor of a mixed file, equal to the CPU's."""
     n = 200 if SIMULATED else 100_000
