@@ -17,7 +17,7 @@ verifies a file it has copied to the GPU with :func:`checksums`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from numba import cuda, uint32
@@ -174,16 +174,17 @@ def crc_operators() -> np.ndarray:
 
 
 def crc_table() -> np.ndarray:
-    """``uint32[4, 256]``: the slicing-by-4 tables of zlib's CRC-32."""
-    t = np.zeros((4, 256), dtype=np.uint32)
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ (0xEDB88320 if c & 1 else 0)
-        t[0, i] = c
-    for k in range(1, 4):
-        t[k] = (t[k - 1] >> 8) ^ t[0, t[k - 1] & 0xFF]
-    return t
+    """``uint32[4, 256]``: the slicing-by-4 tables of zlib's CRC-32 (:func:`rans.checksum.shift`).
+
+    Row ``k`` at ``i`` is a register holding ``i`` after ``k + 1`` zero bytes.
+
+    Examples
+    --------
+    >>> import zlib
+    >>> int(crc_table()[0, ord("a")]) == zlib.crc32(b"a", 0xFFFFFFFF) ^ 0xFFFFFFFF
+    True
+    """
+    return np.array([[checksum.shift(i, k + 1) for i in range(256)] for k in range(4)], dtype=np.uint32)
 
 
 def shift_table() -> np.ndarray:
@@ -219,11 +220,32 @@ def constants() -> tuple[Any, Any, Any]:
     return _DEVICE["table"], _DEVICE["operators"], _DEVICE["shifts"]
 
 
-def span_pieces(spans: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Descriptors for :func:`crc_blocks` that checksum each whole span ``[start, end)`` (starts multiples of 4).
+def describe(pieces: Iterable[tuple[int, int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Descriptors for :func:`crc_blocks` of pieces ``(start, end, after, tensor, span)``, and each block's piece.
 
-    Returns the pieces (one per non-empty span, its tensor column the span's
-    index) and each block's piece.
+    ``start`` is a multiple of 4, ``after`` the bytes of the tensor's span
+    that follow the piece, ``span`` the span's length for the piece that ends
+    it (which adds the CRC's conditioning, so it may be empty), else -1. The
+    descriptors hold one row of zeros when there are no pieces.
+
+    Examples
+    --------
+    >>> pieces, blocks = describe([(0, 10, 0, 0, 10), (16, 40, 0, 2, 24)])
+    >>> pieces[:, S_TAIL].tolist(), pieces[:, S_FIRST_BLOCK].tolist(), blocks.tolist()
+    ([2, 0], [0, 1], [0, 1])
+    """
+    rows, block_piece = [], []
+    for start, end, after, tensor, span in pieces:
+        end4 = end & ~3
+        rows.append([start, end4, end - end4, len(block_piece), after, tensor, span])
+        block_piece += [len(rows) - 1] * max(1, -(-(end4 - start) // CRC_BLOCK))
+    return np.array(rows or [[0] * 7], np.int64).reshape(-1, 7), np.array(block_piece, np.int64)
+
+
+def span_pieces(spans: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`describe` for checksumming each whole span ``[start, end)`` (starts multiples of 4).
+
+    The tensor column of a span's descriptor is the span's index; empty spans get none (their CRC is 0).
 
     Examples
     --------
@@ -231,14 +253,7 @@ def span_pieces(spans: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarra
     >>> pieces[:, S_TENSOR].tolist(), pieces[:, S_TAIL].tolist(), blocks.tolist()
     ([0, 2], [2, 0], [0, 1])
     """
-    pieces, block_piece = [], []
-    for i, (start, end) in enumerate(spans):
-        if end == start:
-            continue
-        end4 = end & ~3
-        pieces.append([start, end4, end - end4, len(block_piece), 0, i, end - start])
-        block_piece += [len(pieces) - 1] * max(1, -(-(end4 - start) // CRC_BLOCK))
-    return np.array(pieces or [[0] * 7], np.int64).reshape(-1, 7), np.array(block_piece, np.int64)
+    return describe((start, end, 0, i, end - start) for i, (start, end) in enumerate(spans) if end > start)
 
 
 def checksums(buf8: Any, spans: Sequence[tuple[int, int]], stream: Any) -> np.ndarray:

@@ -475,7 +475,7 @@ class _Call:
             launches.append(("compact", None, len(arrays)))
             arrays += [np.array(rows, np.int64), np.concatenate(chunk_plane), np.concatenate(first_word).astype(np.int64)]
 
-        pieces, block_piece = [], []
+        cut_spans = []
         for e, (entry, (start, end)) in enumerate(zip(self.entries, spans)):
             if end == start:
                 continue
@@ -486,13 +486,10 @@ class _Call:
                         cuts.append((cursor, plane.offset + r))
                     cursor = plane.offset + r + plane.length // 4 * 4
             cuts.append((cursor, end))
-            for j, (first, last) in enumerate(cuts):
-                end4 = last & ~3
-                span = end - start if j == len(cuts) - 1 else -1
-                pieces.append([first, end4, last - end4, len(block_piece), end - last, e, span])
-                block_piece += [len(pieces) - 1] * max(1, -(-(end4 - first) // crc.CRC_BLOCK))
+            cut_spans += [(first, last, end - last, e, end - start if last == end else -1) for first, last in cuts]
+        pieces, block_piece = crc.describe(cut_spans)
         crc_at = len(arrays)
-        arrays += [np.zeros(max(len(self.entries), 1), np.uint32), np.array(pieces or [[0] * 7], np.int64), np.array(block_piece or [0], np.int64)]
+        arrays += [np.zeros(max(len(self.entries), 1), np.uint32), pieces, block_piece if block_piece.size else np.zeros(1, np.int64)]
 
         device = _upload(arrays, self.stream)
         crcs = device[crc_at]
@@ -508,8 +505,8 @@ class _Call:
                 ek.compact[self.n_chunks, ek.THREADS, self.stream](
                     device[at], device[at + 1], device[at + 2], self.scratch16, self.states, self.counts_d, out16, out32
                 )
-        if block_piece:
-            crc.crc_blocks[min(len(block_piece), crc.GRID_MAX), crc.CRC_THREADS, self.stream](
+        if block_piece.size:
+            crc.crc_blocks[min(block_piece.size, crc.GRID_MAX), crc.CRC_THREADS, self.stream](
                 self.out8, out32, device[crc_at + 1], device[crc_at + 2], *constants, crcs
             )
         host = crcs.copy_to_host(stream=self.stream)
