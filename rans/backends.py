@@ -42,8 +42,7 @@ MODULES: dict[str, str] = {
 NAMES = tuple(MODULES)
 
 AUTO = ("cpu", "reference")
-"""What ``"auto"`` tries, in this order. The GPU backend is used only when asked for: its encoder has
-passed its tests on the CUDA simulator but not yet on a GPU (``bench/NOTES.md``, entry E1)."""
+"""What ``"auto"`` tries, in this order. The GPU backend is used only when asked for (``backend="gpu"``)."""
 
 
 @dataclass(frozen=True)

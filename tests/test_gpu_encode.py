@@ -226,7 +226,7 @@ COMPILE = textwrap.dedent(
     u8, u16, u32, i64 = (t.Array(x, 1, "C") for x in (t.uint8, t.uint16, t.uint32, t.int64))
     i2, u2, q2 = (t.Array(x, 2, "C") for x in (t.int64, t.uint32, t.uint64))
     signatures = {
-        "histogram": (u8, u32, i2, i64, i2, q2),
+        "histogram": (u8, u32, i2, i2, i64, q2),
         "encode": (u8, u32, u2, i2, i2, u16, u32, u32),
         "split_raw": (u8, u32, i2, i64, u8, u32, u2, u2, u2, u32),
         "compact": (i2, i64, i64, u16, u32, u32, u16, u32),

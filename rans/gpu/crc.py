@@ -234,12 +234,13 @@ def describe(pieces: Iterable[tuple[int, int, int, int, int]]) -> tuple[np.ndarr
     >>> pieces[:, S_TAIL].tolist(), pieces[:, S_FIRST_BLOCK].tolist(), blocks.tolist()
     ([2, 0], [0, 1], [0, 1])
     """
-    rows, block_piece = [], []
+    rows, blocks, first = [], [], 0
     for start, end, after, tensor, span in pieces:
         end4 = end & ~3
-        rows.append([start, end4, end - end4, len(block_piece), after, tensor, span])
-        block_piece += [len(rows) - 1] * max(1, -(-(end4 - start) // CRC_BLOCK))
-    return np.array(rows or [[0] * 7], np.int64).reshape(-1, 7), np.array(block_piece, np.int64)
+        rows.append([start, end4, end - end4, first, after, tensor, span])
+        blocks.append(max(1, -(-(end4 - start) // CRC_BLOCK)))
+        first += blocks[-1]
+    return np.array(rows or [[0] * 7], np.int64).reshape(-1, 7), np.repeat(np.arange(len(blocks)), blocks)
 
 
 def span_pieces(spans: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

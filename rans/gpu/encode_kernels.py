@@ -33,7 +33,7 @@ from numba import cuda, uint8, uint16, uint32, uint64
 
 from ..constants import ENCODE_SHIFT, LANES, M, RUN, STATE_LOW, WORD_BITS
 from .crc import CRC_BLOCK, CRC_SHARED_WORDS, CRC_WARPS, SHIFT_COLUMNS, block_crc, shift_in_warp, stage_tables
-from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot
+from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot, tail
 
 # Columns of an extractor (int64): where a plane's symbols come from.
 X_BASE, X_SIZE, X_SA, X_MA, X_SB, X_MB = range(6)
@@ -43,14 +43,25 @@ E_TABLE, E_LANES, E_CHUNK, E_N, E_SCRATCH, E_FIRST = range(6, 12)
 R_N, R_DST, R_FIRST_ITEM, R_AFTER, R_TENSOR = range(6, 11)
 # Columns of a coded plane descriptor for :func:`compact`.
 K_FIRST, K_CHUNKS, K_CHUNK, K_LANES, K_SCRATCH, K_STATES, K_COUNTS, K_WORDS = range(8)
-# Columns of a tensor descriptor for :func:`histogram`.
-H_BASE, H_SIZE, H_N, H_SLOT, H_SLOTS, H_FIRST_ITEM = range(6)
-HIST_SHARED = 12032
-"""``uint32`` counters of :func:`histogram`'s shared memory (47 KiB): copies of every slot's 256 bins."""
-HIST_ITEM = 256 if SIMULATED else 1 << 18
-"""Elements one block of :func:`histogram` counts (few under the simulator, so that tests make several blocks)."""
+# Columns of a tensor descriptor for :func:`histogram`: its first whole word in the source, whole words,
+# bytes after them, first slot, slots, first item, and words per element less one (elements of 8 or 16 bytes).
+H_WORD, H_WORDS, H_TAIL, H_SLOT, H_SLOTS, H_FIRST_ITEM, H_WM = range(7)
+# Columns of one of a tensor's four taps in its row of :func:`histogram`'s ``taps``.
+TAP_A, TAP_MA, TAP_B, TAP_MB, TAP_ROW, TAP_AT = range(6)
+TAP_COLUMNS = 6
+TAP_ROW_WORDS = 4 * TAP_COLUMNS
+HIST_COPIES = 8
+"""Most copies of the bins :func:`histogram` keeps (8 for up to 4 slots)."""
+HIST_SHARED = HIST_COPIES * (4 * 256 + 1)
+"""``uint32`` counters of :func:`histogram`'s shared memory (32 KiB): copies of every slot's 256 bins."""
+HIST_WORDS = 64 if SIMULATED else 1 << 16
+"""Words one block of :func:`histogram` counts (few under the simulator, so that tests make several blocks)."""
+HIST_GRID = 2048
+"""Most blocks a launch of :func:`histogram` starts; each loops over items."""
 THREADS = 32 if SIMULATED else 256
 """Threads per block of the kernels that are not one warp per chunk (one warp under the simulator, which is slow)."""
+ENCODE_REGISTERS = 64
+"""Register cap of :func:`encode`: 4 blocks of 8 warps per SM (ptxas needs 69 uncapped, 3 blocks; no spills at 64)."""
 RAW_QUADS = CRC_BLOCK // 4
 """Groups of 4 symbols one block of :func:`split_raw` writes: one CRC block."""
 
@@ -120,56 +131,92 @@ def _quad(in8, in32, base, size, sa, ma, sb, mb, e0, count):
     return packed
 
 
-@cuda.jit
-def histogram(in8, in32, tensors, item_tensor, slots, counts):
-    """Count the symbols of every slot (extractor) of the tensors of one source buffer.
+@cuda.jit(device=True, inline=True)
+def _tap(shared, v, a, ma, b, mb, row):
+    """Count the symbol ``((v >> a) & ma) | ((v >> b) & mb)`` of word ``v`` in the bins starting at ``row``."""
+    cuda.atomic.add(shared, uint32(row + uint32(((v >> a) & ma) | ((v >> b) & mb))), uint32(1))
 
-    Block ``b`` counts elements ``[HIST_ITEM * i, HIST_ITEM * (i + 1))`` of
-    tensor ``t = item_tensor[b]`` (``i`` its item index within the tensor)
-    into shared counters and adds them to ``counts[slot, symbol]``. The
-    counters are kept in as many copies as fit, lane ``i`` of every warp
-    using copy ``i % copies``, and each copy is one word longer than its
-    bins so that one symbol's counters in different copies lie in different
-    banks: lanes of a warp that count the same symbol (the few exponents of
-    a weight tensor) rarely touch the same word or bank.
+
+@cuda.jit(device=True, inline=True)
+def _taps(shared, v, row, t):
+    """Count the four symbols that tap row ``t`` (registers) takes from word ``v``."""
+    _tap(shared, v, t[0], t[1], t[2], t[3], row + t[4])
+    _tap(shared, v, t[6], t[7], t[8], t[9], row + t[10])
+    _tap(shared, v, t[12], t[13], t[14], t[15], row + t[16])
+    _tap(shared, v, t[18], t[19], t[20], t[21], row + t[22])
+
+
+@cuda.jit(device=True, inline=True)
+def _tap_within(shared, v, extra, t, c):
+    """Tap ``c`` of row ``t`` on the partial word ``v`` of ``extra`` bytes: counted if its first byte is one of them."""
+    if t[c + TAP_AT] < extra:
+        _tap(shared, v, t[c + TAP_A], t[c + TAP_MA], t[c + TAP_B], t[c + TAP_MB], t[c + TAP_ROW])
+
+
+@cuda.jit
+def histogram(in8, in32, tensors, taps, item_tensor, counts):
+    """Count the symbols of every slot (plane extractor) of the tensors of one source buffer.
+
+    A tensor is read as 32-bit words; each word gives four symbols, tap
+    ``k`` of the tensor's row of ``taps`` taking ``((v >> A) & MA) | ((v >> B)
+    & MB)`` into the 256 bins at ``ROW`` (plus ``1024 * (word & H_WM)`` for
+    elements of 8 or 16 bytes, whose words go to their slots in turn). Block
+    ``b`` counts words ``[HIST_WORDS * i, HIST_WORDS * (i + 1))`` of tensor
+    ``t = item_tensor[b]`` (``i`` its item within the tensor); the tensor's
+    last item also counts the ``H_TAIL`` bytes after its whole words, the
+    taps whose first byte ``AT`` lies among them. Bins are kept in shared
+    memory in up to :data:`HIST_COPIES` copies, thread ``i`` counting into
+    copy ``i % copies``, each copy one word longer than its bins so that one
+    symbol's bins in different copies lie in different banks (lanes of a warp
+    that count the same symbol, the few exponents of a weight tensor, rarely
+    touch the same word), and added to ``counts[slot, symbol]`` at the end
+    of the item.
     """
     shared = cuda.shared.array(HIST_SHARED, uint32)
+    tap = cuda.local.array(TAP_ROW_WORDS, uint32)
     tid = cuda.threadIdx.x
-    lane = tid % LANES
+    threads = uint32(cuda.blockDim.x)
     for b in range(cuda.blockIdx.x, item_tensor.shape[0], cuda.gridDim.x):
         t = item_tensor[b]
         first_slot = tensors[t, H_SLOT]
         n_slots = tensors[t, H_SLOTS]
         stride = n_slots * 256 + 1
-        copies = min(LANES, HIST_SHARED // stride)
+        copies = min(HIST_COPIES, HIST_SHARED // stride)
         for i in range(tid, copies * stride, cuda.blockDim.x):
             shared[i] = 0
+        for k in range(TAP_ROW_WORDS):
+            tap[k] = uint32(taps[t, k])
         cuda.syncthreads()
-        mine = (lane % copies) * stride
-        base = tensors[t, H_BASE]
-        size = tensors[t, H_SIZE]
-        n = tensors[t, H_N]
-        start = (b - tensors[t, H_FIRST_ITEM]) * HIST_ITEM
-        end = min(n, start + HIST_ITEM)
-        for e0 in range(start + RUN * tid, end, RUN * cuda.blockDim.x):
-            full = e0 + RUN <= end and size <= 4
-            w0 = w1 = w2 = w3 = uint32(0)
-            if full:
-                w0, w1, w2, w3 = _words(in32, base, size, e0)
-            for j in range(n_slots):
-                slot = first_slot + j
-                sa = slots[slot, 0]
-                ma = slots[slot, 1]
-                sb = slots[slot, 2]
-                mb = slots[slot, 3]
-                if full:
-                    packed = _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb)
-                else:
-                    packed = _quad(in8, in32, base, size, sa, ma, sb, mb, e0, end - e0)
-                row = mine + j * 256
-                for u in range(RUN):
-                    if e0 + u < end:
-                        cuda.atomic.add(shared, row + ((packed >> uint32(8 * u)) & uint32(0xFF)), uint32(1))
+        item = b - tensors[t, H_FIRST_ITEM]
+        start = item * HIST_WORDS
+        words = uint32(max(0, min(HIST_WORDS, tensors[t, H_WORDS] - start)))
+        view = tail(in32, tensors[t, H_WORD] + start)
+        mine = uint32((tid % copies) * stride)
+        wm = uint32(tensors[t, H_WM])
+        i = uint32(tid)
+        while i + uint32(3) * threads < words:
+            v0 = uint32(view[i])
+            v1 = uint32(view[i + threads])
+            v2 = uint32(view[i + uint32(2) * threads])
+            v3 = uint32(view[i + uint32(3) * threads])
+            _taps(shared, v0, mine + ((i & wm) << uint32(10)), tap)
+            _taps(shared, v1, mine + (((i + threads) & wm) << uint32(10)), tap)
+            _taps(shared, v2, mine + (((i + uint32(2) * threads) & wm) << uint32(10)), tap)
+            _taps(shared, v3, mine + (((i + uint32(3) * threads) & wm) << uint32(10)), tap)
+            i += uint32(4) * threads
+        while i < words:
+            _taps(shared, uint32(view[i]), mine + ((i & wm) << uint32(10)), tap)
+            i += threads
+        extra = tensors[t, H_TAIL]
+        if tid == 0 and extra and start + HIST_WORDS >= tensors[t, H_WORDS]:
+            at = 4 * (tensors[t, H_WORD] + tensors[t, H_WORDS])
+            v = uint32(0)
+            for u in range(extra):
+                v |= uint32(in8[at + u]) << uint32(8 * u)
+            _tap_within(shared, v, extra, tap, 0)
+            _tap_within(shared, v, extra, tap, TAP_COLUMNS)
+            _tap_within(shared, v, extra, tap, 2 * TAP_COLUMNS)
+            _tap_within(shared, v, extra, tap, 3 * TAP_COLUMNS)
         cuda.syncthreads()
         for i in range(tid, n_slots * 256, cuda.blockDim.x):
             total = uint64(0)
@@ -181,14 +228,14 @@ def histogram(in8, in32, tensors, item_tensor, slots, counts):
 
 
 @cuda.jit(device=True, inline=True)
-def _encode_symbol(x, s, active, rcp, info, votes, lane, above, emitted, scratch16, last):
+def _encode_symbol(x, s, active, rcp, info, votes, lane, above, emitted, out, last):
     """One sub-step of one lane: renormalize (emit a word), then code ``s``; return (state, words emitted).
 
     ``info[s]`` is ``M - freq | bias << 12 | shift << 25`` and ``rcp[s]``
     the reciprocal of ``freq``: ``q = x // freq`` is
     ``(t + ((x - t) >> 1)) >> shift`` with ``t = mulhi(x, rcp)``, and the
     new state ``x + bias + q * (M - freq)``. The word a lane emits goes to
-    ``scratch16[last - position]``, its position in the chunk's emission
+    ``out[last - position]``, its position in the chunk's emission
     order counting the lanes above it that emit in this sub-step first.
     """
     entry = uint32(info[s])
@@ -197,7 +244,7 @@ def _encode_symbol(x, s, active, rcp, info, votes, lane, above, emitted, scratch
     bits = ballot(emit, votes, lane)
     if emit:
         position = uint32(emitted + uint32(cuda.popc(uint32(bits & above))))
-        scratch16[uint64(last) - uint64(position)] = uint16(x & _WORD_MASK)
+        out[uint32(last - position)] = uint16(x & _WORD_MASK)
         x = uint32(x >> uint32(WORD_BITS))
     emitted = uint32(emitted + uint32(cuda.popc(bits)))
     if active:
@@ -207,7 +254,50 @@ def _encode_symbol(x, s, active, rcp, info, votes, lane, above, emitted, scratch
     return x, emitted
 
 
-@cuda.jit
+@cuda.jit(device=True, inline=True)
+def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, votes, lane, above, out, chunk):
+    """One lane's part of coding a chunk of ``length`` symbols from element ``start``; return (final state, words emitted).
+
+    ``size``, the plane's element size, is a constant: for 1, 2 and 4 whole
+    groups of 4 symbols come from 32-bit words of a view that starts at the
+    chunk's first element, with 32-bit indices; elements of 8 and 16 bytes
+    are read byte by byte.
+    """
+    base = planes[plane, X_BASE]
+    sa = planes[plane, X_SA]
+    ma = planes[plane, X_MA]
+    sb = planes[plane, X_SB]
+    mb = planes[plane, X_MB]
+    lanes = planes[plane, E_LANES]
+    mine = lane < lanes
+    words = tail(in32, (base + start * size) >> 2) if size <= 4 else in32
+    x = _LOW
+    emitted = uint32(0)
+    last = uint32(chunk - 1)
+    span = lanes * RUN
+    step = (length + span - 1) // span
+    while step > 0:
+        step -= 1
+        k0 = (step * lanes + lane) * RUN
+        valid = length - k0
+        packed = uint32(0)
+        if mine and valid > 0:
+            if size <= 4 and valid >= RUN:
+                at = uint32((k0 >> 2) * size)
+                w0 = uint32(words[at])
+                w1 = uint32(words[uint32(at + uint32(1))]) if size >= 2 else uint32(0)
+                w2 = uint32(words[uint32(at + uint32(2))]) if size == 4 else uint32(0)
+                w3 = uint32(words[uint32(at + uint32(3))]) if size == 4 else uint32(0)
+                packed = _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb)
+            else:
+                packed = _quad(in8, in32, base, size, sa, ma, sb, mb, start + k0, valid)
+        for u in range(RUN - 1, -1, -1):
+            s = uint32((packed >> uint32(8 * u)) & uint32(0xFF))
+            x, emitted = _encode_symbol(x, s, mine and u < valid, rcp, info, votes, lane, above, emitted, out, last)
+    return x, emitted
+
+
+@cuda.jit(**({} if SIMULATED else {"max_registers": ENCODE_REGISTERS}))
 def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
     """Code every chunk listed in ``groups`` (plane, first chunk, chunk count).
 
@@ -236,37 +326,63 @@ def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
         cuda.syncthreads()
         if warp < groups[g, 2]:
             c = groups[g, 1] + warp
-            base = planes[plane, X_BASE]
             size = planes[plane, X_SIZE]
-            sa = planes[plane, X_SA]
-            ma = planes[plane, X_MA]
-            sb = planes[plane, X_SB]
-            mb = planes[plane, X_MB]
-            lanes = planes[plane, E_LANES]
             chunk = planes[plane, E_CHUNK]
             start = c * chunk
             length = min(chunk, planes[plane, E_N] - start)
-            last = planes[plane, E_SCRATCH] + start + chunk - 1
-            mine = lane < lanes
-            x = _LOW
-            emitted = uint32(0)
-            span = lanes * RUN
-            for step in range((length + span - 1) // span - 1, -1, -1):
-                k0 = (step * lanes + lane) * RUN
-                packed = uint32(0)
-                if mine and k0 < length:
-                    packed = _quad(in8, in32, base, size, sa, ma, sb, mb, start + k0, length - k0)
-                for u in range(RUN - 1, -1, -1):
-                    s = uint32((packed >> uint32(8 * u)) & uint32(0xFF))
-                    x, emitted = _encode_symbol(
-                        x, s, mine and k0 + u < length, rcp, info, votes, lane, above, emitted, scratch16, last
-                    )
+            out = tail(scratch16, planes[plane, E_SCRATCH] + start)
+            if size == 1:
+                x, emitted = _encode_chunk(in8, in32, planes, plane, 1, start, length, rcp, info, votes, lane, above, out, chunk)
+            elif size == 2:
+                x, emitted = _encode_chunk(in8, in32, planes, plane, 2, start, length, rcp, info, votes, lane, above, out, chunk)
+            elif size == 4:
+                x, emitted = _encode_chunk(in8, in32, planes, plane, 4, start, length, rcp, info, votes, lane, above, out, chunk)
+            elif size == 8:
+                x, emitted = _encode_chunk(in8, in32, planes, plane, 8, start, length, rcp, info, votes, lane, above, out, chunk)
+            else:
+                x, emitted = _encode_chunk(in8, in32, planes, plane, 16, start, length, rcp, info, votes, lane, above, out, chunk)
             done = planes[plane, E_FIRST] + c
-            if mine:
+            if lane < planes[plane, E_LANES]:
                 states[done * LANES + lane] = x
             if lane == 0:
                 counts[done] = emitted
         cuda.syncthreads()
+
+
+@cuda.jit(device=True, inline=True)
+def _raw_quads(in32, out32, words, base, dst, first, size, sa, ma, sb, mb, tid):
+    """:func:`split_raw`'s groups ``first .. first + RAW_QUADS - 1`` of a plane of elements of ``size`` (a constant: 1, 2 or 4) bytes.
+
+    The groups below 0 are zeros and not written; indices are 32-bit, from views that start at group ``max(first, 0)``.
+    """
+    skip = uint32(max(0, -first))
+    start = first + skip
+    source = tail(in32, (base >> 2) + start * size)
+    target = tail(out32, (dst >> 2) + start)
+    sa, ma, sb, mb = uint32(sa), uint32(ma), uint32(sb), uint32(mb)
+    zero = uint32(0)
+    step = uint32(cuda.blockDim.x)
+    w = uint32(tid)
+    while w < uint32(RAW_QUADS):
+        packed = zero
+        if w >= skip:
+            q = uint32(w - skip)
+            at = uint32(q * uint32(size))
+            if size == 1:
+                packed = uint32(source[at])
+            elif size == 2:
+                packed = _quad_of(uint32(source[at]), uint32(source[uint32(at + uint32(1))]), zero, zero, 2, sa, ma, sb, mb)
+            else:
+                packed = _quad_of(
+                    uint32(source[at]),
+                    uint32(source[uint32(at + uint32(1))]),
+                    uint32(source[uint32(at + uint32(2))]),
+                    uint32(source[uint32(at + uint32(3))]),
+                    4, sa, ma, sb, mb,
+                )
+            target[q] = packed
+        words[uint32(w + (w >> uint32(5)))] = packed
+        w = uint32(w + step)
 
 
 @cuda.jit
@@ -302,13 +418,20 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, shif
         blocks = max(1, (whole + RAW_QUADS - 1) // RAW_QUADS)
         m = blocks - 1 - (b - planes[p, R_FIRST_ITEM])
         first = whole - (m + 1) * RAW_QUADS
-        for w in range(tid, RAW_QUADS, cuda.blockDim.x):
-            q = first + w
-            packed = uint32(0)
-            if q >= 0:
-                packed = _quad(in8, in32, base, size, sa, ma, sb, mb, q * RUN, RUN)
-                out32[(dst >> 2) + q] = packed
-            words[w + (w >> 5)] = packed
+        if size == 1:
+            _raw_quads(in32, out32, words, base, dst, first, 1, sa, ma, sb, mb, tid)
+        elif size == 2:
+            _raw_quads(in32, out32, words, base, dst, first, 2, sa, ma, sb, mb, tid)
+        elif size == 4:
+            _raw_quads(in32, out32, words, base, dst, first, 4, sa, ma, sb, mb, tid)
+        else:
+            for w in range(tid, RAW_QUADS, cuda.blockDim.x):
+                q = first + w
+                packed = uint32(0)
+                if q >= 0:
+                    packed = _quad(in8, in32, base, size, sa, ma, sb, mb, q * RUN, RUN)
+                    out32[(dst >> 2) + q] = packed
+                words[w + (w >> 5)] = packed
         if m == 0 and tid == 0:
             for u in range(n - whole * RUN):
                 e = whole * RUN + u

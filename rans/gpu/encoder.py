@@ -91,6 +91,31 @@ def _bytes(name: str) -> list[tuple[int, int, int, int]]:
     return [(8 * j, 0xFF, 0, 0) for j in range(dtypes.DTYPES[name].itemsize)]
 
 
+def _taps(size: int, extractors: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int, int, int]]:
+    """The four taps ``(A, MA, B, MB, ROW, AT)`` by which :func:`encode_kernels.histogram` counts a word of elements of ``size`` bytes.
+
+    A word holds four 1-byte elements, two 2-byte ones (each counted for
+    both extractors), one 4-byte one (one tap per extractor), or a quarter
+    of an 8- or 16-byte one, whose bytes (split ``"bytes"``) go to the slots
+    of their place in the element (the kernel adds it to ``ROW``). ``AT`` is
+    the tap's first byte in the word, for a tensor's last, partial word.
+
+    Examples
+    --------
+    >>> from rans.gpu.encoder import _planes, _taps
+    >>> _taps(2, _planes("BF16"))[2:]
+    [(23, 255, 16, 0, 0, 2), (24, 128, 16, 127, 256, 2)]
+    """
+    if size == 1:
+        ((sa, ma, sb, mb),) = extractors
+        return [(sa + 8 * k, ma, sb + 8 * k, mb, 0, k) for k in range(4)]
+    if size == 2:
+        return [(sa + 16 * e, ma, sb + 16 * e, mb, 256 * j, 2 * e) for e in range(2) for j, (sa, ma, sb, mb) in enumerate(extractors)]
+    if size == 4:
+        return [(sa, ma, sb, mb, 256 * j, 0) for j, (sa, ma, sb, mb) in enumerate(extractors)]
+    return [(8 * k, 0xFF, 0, 0, 256 * k, 0) for k in range(4)]
+
+
 @dataclass
 class _PlanePlan:
     mode: str
@@ -281,28 +306,31 @@ class _Call:
     # ---------------------------------------------------------------- round 1
     def count(self, extractors: list[list[tuple[int, int, int, int]]]) -> list[np.ndarray]:
         """Histograms of each tensor's planes named by ``extractors``: ``uint64[planes, 256]`` per tensor."""
-        slot_rows: list[tuple[int, int, int, int]] = []
+        slots = 0
         for t, chosen in zip(self.tensors, extractors):
-            t.first_slot = len(slot_rows)
-            slot_rows += chosen
-        launches, arrays = [], [np.zeros((max(len(slot_rows), 1), 256), np.uint64), np.array(slot_rows or [(0, 0, 0, 0)], np.int64)]
+            t.first_slot = slots
+            slots += len(chosen)
+        launches, arrays = [], [np.zeros((max(slots, 1), 256), np.uint64)]
         for source in self.sources:
-            rows, items = [], []
+            rows, taps, items, first = [], [], [], 0
             for i in source.tensors:
                 t = self.tensors[i]
-                if not extractors[i]:
+                if not extractors[i] or not t.n:
                     continue
-                rows.append([t.base, dtypes.DTYPES[t.dtype].itemsize, t.n, t.first_slot, len(extractors[i]), len(items)])
-                items += [len(rows) - 1] * -(-t.n // ek.HIST_ITEM)
-            if items:
-                launches.append((source, len(arrays)))
-                arrays += [np.array(rows, np.int64), np.array(items, np.int64)]
+                size = dtypes.DTYPES[t.dtype].itemsize
+                words, extra = divmod(t.n * size, 4)
+                rows.append([t.base // 4, words, extra, t.first_slot, len(extractors[i]), first, max(size // 4, 1) - 1])
+                items.append(max(-(-words // ek.HIST_WORDS), 1))
+                first += items[-1]
+                taps.append(np.array(_taps(size, extractors[i]), np.int64).reshape(-1))
+            if rows:
+                launches.append((source, len(arrays), first))
+                arrays += [np.array(rows, np.int64), np.stack(taps), np.repeat(np.arange(len(rows)), items)]
         device = _upload(arrays, self.stream)
-        counts_d, slots_d = device[0], device[1]
-        for source, at in launches:
-            tensors_d, items_d = device[at], device[at + 1]
-            ek.histogram[items_d.shape[0], WARPS_PER_BLOCK * LANES, self.stream](
-                source.in8, source.in32, tensors_d, items_d, slots_d, counts_d
+        counts_d = device[0]
+        for source, at, blocks in launches:
+            ek.histogram[min(blocks, ek.HIST_GRID), ek.THREADS, self.stream](
+                source.in8, source.in32, device[at], device[at + 1], device[at + 2], counts_d
             )
         counts = counts_d.copy_to_host(stream=self.stream)
         self.stream.synchronize()
@@ -433,11 +461,13 @@ class _Call:
         launches: list[tuple[str, Any, int]] = []
 
         blob, heads, position = bytearray(), [], 0
-        for entry in self.entries:
-            for plane in entry.sections:
+        for t in self.tensors:
+            for p in t.planes:
+                plane = p.entry_plane
+                if plane.mode == "const":
+                    continue
                 head = b""
                 if plane.mode == "coded":
-                    p = next(q for t in self.tensors for q in t.planes if q.entry_plane is plane)
                     head = coder.HEADER.pack(p.lanes, 0, self.chunk // GROUP) + p.table
                     head += bytes(p.layout.states_at - len(head))
                 piece = bytes(plane.offset - position) + head
@@ -451,17 +481,18 @@ class _Call:
 
         spans = [(start + r, end + r) for start, end in (entry.span() for entry in self.entries)]
         for source in self.sources:
-            rows, items = [], []
+            rows, items, first = [], [], 0
             for i in source.tensors:
                 for p in self.tensors[i].planes:
                     if p.mode == "raw" and p.n:
                         dst = r + p.entry_plane.offset
                         after = spans[i][1] - (dst + 4 * (p.n // 4))
-                        rows.append([*p.extractor, p.n, dst, len(items), after, i])
-                        items += [len(rows) - 1] * max(1, -(-(p.n // 4) // ek.RAW_QUADS))
+                        rows.append([*p.extractor, p.n, dst, first, after, i])
+                        items.append(max(1, -(-(p.n // 4) // ek.RAW_QUADS)))
+                        first += items[-1]
             if items:
                 launches.append(("raw", source, len(arrays)))
-                arrays += [np.array(rows, np.int64), np.array(items, np.int64)]
+                arrays += [np.array(rows, np.int64), np.repeat(np.arange(len(rows)), items)]
 
         if self.coded:
             rows, chunk_plane, first_word = [], [], []
