@@ -33,7 +33,7 @@ from numba import cuda, uint8, uint16, uint32, uint64
 
 from ..constants import ENCODE_SHIFT, LANES, M, RUN, STATE_LOW, WORD_BITS
 from .crc import CRC_BLOCK, CRC_SHARED_WORDS, CRC_WARPS, SHIFT_COLUMNS, block_crc, shift_in_warp, stage_tables
-from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot, tail
+from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot, load4, tail
 
 # Columns of an extractor (int64): where a plane's symbols come from.
 X_BASE, X_SIZE, X_SA, X_MA, X_SB, X_MB = range(6)
@@ -160,7 +160,9 @@ def histogram(in8, in32, tensors, taps, item_tensor, counts):
     A tensor is read as 32-bit words; each word gives four symbols, tap
     ``k`` of the tensor's row of ``taps`` taking ``((v >> A) & MA) | ((v >> B)
     & MB)`` into the 256 bins at ``ROW`` (plus ``1024 * (word & H_WM)`` for
-    elements of 8 or 16 bytes, whose words go to their slots in turn). Block
+    elements of 8 or 16 bytes, whose words go to their slots in turn), four
+    words to a thread in one 16-byte load (a tensor's words start at a
+    multiple of 16 bytes of the source). Block
     ``b`` counts words ``[HIST_WORDS * i, HIST_WORDS * (i + 1))`` of tensor
     ``t = item_tensor[b]`` (``i`` its item within the tensor); the tensor's
     last item also counts the ``H_TAIL`` bytes after its whole words, the
@@ -193,20 +195,21 @@ def histogram(in8, in32, tensors, taps, item_tensor, counts):
         view = tail(in32, tensors[t, H_WORD] + start)
         mine = uint32((tid % copies) * stride)
         wm = uint32(tensors[t, H_WM])
+        row0 = mine
+        row1 = mine + ((uint32(1) & wm) << uint32(10))
+        row2 = mine + ((uint32(2) & wm) << uint32(10))
+        row3 = mine + ((uint32(3) & wm) << uint32(10))
         i = uint32(tid)
-        while i + uint32(3) * threads < words:
-            v0 = uint32(view[i])
-            v1 = uint32(view[i + threads])
-            v2 = uint32(view[i + uint32(2) * threads])
-            v3 = uint32(view[i + uint32(3) * threads])
-            _taps(shared, v0, mine + ((i & wm) << uint32(10)), tap)
-            _taps(shared, v1, mine + (((i + threads) & wm) << uint32(10)), tap)
-            _taps(shared, v2, mine + (((i + uint32(2) * threads) & wm) << uint32(10)), tap)
-            _taps(shared, v3, mine + (((i + uint32(3) * threads) & wm) << uint32(10)), tap)
-            i += uint32(4) * threads
-        while i < words:
-            _taps(shared, uint32(view[i]), mine + ((i & wm) << uint32(10)), tap)
+        while i < words >> uint32(2):
+            v0, v1, v2, v3 = load4(view, i << uint32(2))
+            _taps(shared, v0, row0, tap)
+            _taps(shared, v1, row1, tap)
+            _taps(shared, v2, row2, tap)
+            _taps(shared, v3, row3, tap)
             i += threads
+        i = (words & ~uint32(3)) + uint32(tid)
+        if i < words:
+            _taps(shared, uint32(view[i]), mine + ((i & wm) << uint32(10)), tap)
         extra = tensors[t, H_TAIL]
         if tid == 0 and extra and start + HIST_WORDS >= tensors[t, H_WORDS]:
             at = 4 * (tensors[t, H_WORD] + tensors[t, H_WORDS])

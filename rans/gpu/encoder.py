@@ -179,20 +179,56 @@ class Encoded:
 
 
 def _empty(nbytes: int, dtype: Any = np.uint8) -> tuple[Any, Any]:
-    """A device array of ``nbytes`` bytes viewed as ``dtype``; torch's caching allocator when it has CUDA."""
+    """A device buffer of ``nbytes`` bytes and a view of it as ``dtype``; torch's caching allocator when it has CUDA."""
     nbytes = max(int(nbytes), 8)
     nbytes += -nbytes % 8
+    storage = None
     if not SIMULATED:
         try:
             import torch
 
             if torch.cuda.is_available():
                 storage = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
-                return storage, cuda.as_cuda_array(storage).view(dtype)
         except ImportError:
             pass
-    storage = cuda.device_array(nbytes, dtype=np.uint8)
-    return storage, storage.view(dtype)
+    if storage is None:
+        storage = cuda.device_array(nbytes, dtype=np.uint8)
+    return storage, _view(storage, 0, dtype, (nbytes // np.dtype(dtype).itemsize,))
+
+
+def _view(owner: Any, start: int, dtype: Any, shape: tuple[int, ...]) -> Any:
+    """A Numba device array of ``dtype`` and ``shape`` on the bytes of ``owner`` (a device array or a torch tensor) from byte ``start``.
+
+    Made from a CUDA array interface: Numba's slicing, ``view`` and
+    ``reshape`` cost 50-80 us each on an H100 host against 20 for this
+    (``bench/NOTES.md``, entry E5), and a call makes dozens of views. Under
+    the simulator, which has no such interface, by slicing.
+    """
+    dtype = np.dtype(dtype)
+    if SIMULATED:
+        return owner[start : start + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
+    if not math.prod(shape):
+        return cuda.device_array(shape, dtype)
+    pointer = owner.__cuda_array_interface__["data"][0] + start
+    interface = {"shape": tuple(shape), "strides": None, "typestr": dtype.str, "data": (pointer, False), "version": 3}
+    return cuda.from_cuda_array_interface(interface, owner=owner, sync=False)
+
+
+def _copy_in(storage: Any, start: int, host: np.ndarray, stream: Any) -> None:
+    """Copy ``host``'s bytes into ``storage`` from byte ``start``; ``host`` may be reused on return.
+
+    A torch buffer is written by torch (a blocking copy) rather than by
+    Numba, whose copy of 4 KiB from pageable memory took 168 us of host time
+    on an H100 host (``bench/NOTES.md``, entry E5); a Numba one by Numba on
+    ``stream``.
+    """
+    host = np.require(host, requirements="CW").reshape(-1).view(np.uint8)
+    if type(storage).__module__.startswith("torch"):
+        import torch
+
+        storage[start : start + host.size].copy_(torch.from_numpy(host))
+    else:
+        _view(storage, start, np.uint8, (host.size,)).copy_to_device(host, stream=stream)
 
 
 def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
@@ -210,9 +246,9 @@ def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
     host = np.zeros(max(total, 8), np.uint8)
     for a, at in zip(arrays, offsets):
         host[at : at + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-    _, device = _empty(host.size)
-    device[: host.size].copy_to_device(host, stream=stream)
-    return [device[at : at + a.nbytes].view(a.dtype).reshape(a.shape) for a, at in zip(arrays, offsets)]
+    storage, _ = _empty(host.size)
+    _copy_in(storage, 0, host, stream)
+    return [_view(storage, at, a.dtype, a.shape) for a, at in zip(arrays, offsets)]
 
 
 def _device_bytes(obj: Any, dtype: str | None) -> tuple[Any, str, tuple[int, ...], Any]:
@@ -249,9 +285,9 @@ def _check_itemsize(name: str, itemsize: int) -> None:
 
 
 def _aligned(in8: Any, stream: Any) -> Any:
-    """``in8``, or a copy of it whose start is aligned to 8 bytes."""
+    """``in8``, or a copy of it whose start is aligned to 16 bytes (:func:`encode_kernels.histogram` reads 16 at a time)."""
     pointer = getattr(in8, "device_ctypes_pointer", None)
-    if pointer is None or not (pointer.value or 0) % 8:
+    if pointer is None or not (pointer.value or 0) % 16:
         return in8
     copy = cuda.device_array(in8.size, dtype=np.uint8, stream=stream)
     copy.copy_to_device(in8, stream=stream)
@@ -260,7 +296,7 @@ def _aligned(in8: Any, stream: Any) -> Any:
 
 def _source(in8: Any, keep: Any) -> _Source:
     whole = in8.size & ~3
-    return _Source(in8, in8[:whole].view(np.uint32), keep)
+    return _Source(in8, _view(in8, 0, np.uint32, (whole // 4,)), keep)
 
 
 class _Call:
@@ -455,8 +491,8 @@ class _Call:
         """Write every section into a new buffer at ``reserve + offset``; return the tensors' CRC-32s on the host."""
         r = self.reserve
         self.storage, self.out8 = _empty(r + data + 8)
-        out16 = self.out8[: self.out8.size & ~1].view(np.uint16)
-        out32 = self.out8[: self.out8.size & ~3].view(np.uint32)
+        out16 = _view(self.storage, 0, np.uint16, (self.out8.size // 2,))
+        out32 = _view(self.storage, 0, np.uint32, (self.out8.size // 4,))
         arrays: list[np.ndarray] = []
         launches: list[tuple[str, Any, int]] = []
 
@@ -551,10 +587,10 @@ class _Call:
             entry.crc = int(value) if entry.sections else 0
         head = container.encode_header(self.entries, metadata)
         start = self.reserve - len(head)
-        self.out8[start : self.reserve].copy_to_device(np.frombuffer(head, dtype=np.uint8), stream=self.stream)
+        _copy_in(self.storage, start, np.frombuffer(head, dtype=np.uint8), self.stream)
         container.layout(self.entries, len(head))
         self.stream.synchronize()
-        return Encoded(self.out8[start : self.reserve + data], self.entries, self.storage)
+        return Encoded(_view(self.storage, start, np.uint8, (self.reserve + data - start,)), self.entries, self.storage)
 
 
 def encode_file(

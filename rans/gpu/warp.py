@@ -10,8 +10,9 @@ five ``shfl_xor_sync``.
 :func:`prefetch` asks the L1 cache for the line holding an array element
 (PTX ``prefetch.global.L1``) without waiting for it, :func:`tail` is
 ``array[start:]`` with its start hidden from LLVM (see its docstring) and
-:func:`permute` is PTX ``prmt.b32``; under the simulator the first does
-nothing and the others are written in Python.
+:func:`permute` is PTX ``prmt.b32`` and :func:`load4` four words in one
+read-only 16-byte load (PTX ``ld.global.nc.v4.u32``); under the simulator
+the first does nothing and the others are written in Python.
 
 ``scratch`` of :func:`ballot` is a warp's :data:`VOTE_BYTES` bytes of shared memory: two vote
 buffers used in turn (so one barrier per ballot suffices: a lane can only
@@ -48,6 +49,11 @@ if SIMULATED:
             source = a if k < 4 else b
             out |= ((source >> (8 * (k & 3))) & 0xFF) << (8 * i)
         return uint32(out)
+
+    @cuda.jit(device=True)
+    def load4(array, i):
+        """``array[i:i + 4]`` as a tuple."""
+        return array[i], array[i + 1], array[i + 2], array[i + 3]
 
     @cuda.jit(device=True)
     def xor_all(value, scratch, lane):
@@ -138,6 +144,30 @@ else:
             return builder.call(asm, values)
 
         return types.uint32(a, b, selector), codegen
+
+    @intrinsic
+    def load4(typingctx, array, i):
+        """``array[i:i + 4]`` as a tuple, in one 16-byte load through the read-only cache.
+
+        ``array`` is 1-D ``uint32`` in global memory, not written while the
+        kernel runs, and ``array[i]`` lies at a multiple of 16 bytes.
+        """
+        if not (isinstance(array, types.Array) and array.ndim == 1 and array.dtype == types.uint32 and isinstance(i, types.Integer)):
+            return None
+        result = types.UniTuple(types.uint32, 4)
+
+        def codegen(context, builder, signature, args):
+            array_type, index_type = signature.args
+            index = context.cast(builder, args[1], index_type, types.intp)
+            struct = context.make_array(array_type)(context, builder, value=args[0])
+            pointer = cgutils.get_item_pointer(context, builder, array_type, struct, [index])
+            word = ir.IntType(32)
+            asm = ir.InlineAsm(ir.FunctionType(ir.LiteralStructType([word] * 4), [pointer.type]),
+                               "ld.global.nc.v4.u32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l")
+            value = builder.call(asm, [pointer])
+            return context.make_tuple(builder, result, [builder.extract_value(value, k) for k in range(4)])
+
+        return result(array, i), codegen
 
     @cuda.jit(device=True, inline=True)
     def xor_all(value, scratch, lane):
