@@ -70,6 +70,12 @@ _WORD_MASK = uint32((1 << WORD_BITS) - 1)
 
 
 @cuda.jit(device=True, inline=True)
+def _extractor(planes, p):
+    """The extractor of descriptor row ``p``: base, size, sa, ma, sb, mb."""
+    return planes[p, X_BASE], planes[p, X_SIZE], planes[p, X_SA], planes[p, X_MA], planes[p, X_SB], planes[p, X_MB]
+
+
+@cuda.jit(device=True, inline=True)
 def _symbol_of(v, sa, ma, sb, mb):
     return uint32(((v >> uint32(sa)) & uint32(ma)) | ((v >> uint32(sb)) & uint32(mb)))
 
@@ -266,11 +272,7 @@ def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, vote
     chunk's first element, with 32-bit indices; elements of 8 and 16 bytes
     are read byte by byte.
     """
-    base = planes[plane, X_BASE]
-    sa = planes[plane, X_SA]
-    ma = planes[plane, X_MA]
-    sb = planes[plane, X_SB]
-    mb = planes[plane, X_MB]
+    base, _, sa, ma, sb, mb = _extractor(planes, plane)
     lanes = planes[plane, E_LANES]
     mine = lane < lanes
     words = tail(in32, (base + start * size) >> 2) if size <= 4 else in32
@@ -409,12 +411,7 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, shif
     stage_tables(table, shifts, t4, shifted, tid)
     for b in range(cuda.blockIdx.x, item_plane.shape[0], cuda.gridDim.x):
         p = item_plane[b]
-        base = planes[p, X_BASE]
-        size = planes[p, X_SIZE]
-        sa = planes[p, X_SA]
-        ma = planes[p, X_MA]
-        sb = planes[p, X_SB]
-        mb = planes[p, X_MB]
+        base, size, sa, ma, sb, mb = _extractor(planes, p)
         n = planes[p, R_N]
         dst = planes[p, R_DST]
         whole = n // RUN
