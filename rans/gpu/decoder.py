@@ -384,8 +384,7 @@ class Batch:
         if not self.unchecked:
             return
         stream = _stream(stream)
-        p = self.plan
-        launches = [run for run in (p.to_scratch, p.fused) if run.planes]
+        launches = self._launches()
         for i, run in enumerate(launches):
             run.status.copy_to_host(self.seen[i], stream=stream)
         stream.synchronize()
@@ -406,7 +405,11 @@ class Batch:
         :meth:`passed` may stand for :meth:`check`; otherwise :meth:`check`
         names the failure.
         """
-        return [run.status for run in (self.plan.to_scratch, self.plan.fused) if run.planes]
+        return [run.status for run in self._launches()]
+
+    def _launches(self) -> list[Any]:
+        """The plan's launches that decode something, in the order of their statuses."""
+        return [run for run in (self.plan.to_scratch, self.plan.fused) if run.planes]
 
     def passed(self) -> None:
         """Record a check that read every count of :meth:`statuses` as zero (BOOL tensors are still checked)."""

@@ -125,6 +125,16 @@ def _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb):
 
 
 @cuda.jit(device=True, inline=True)
+def _group(view, at, size, sa, ma, sb, mb):
+    """The 4 symbols of the ``size`` (a constant: 1, 2 or 4) words ``view[at : at + size]``, packed; 32-bit indices."""
+    zero = uint32(0)
+    w1 = uint32(view[uint32(at + uint32(1))]) if size >= 2 else zero
+    w2 = uint32(view[uint32(at + uint32(2))]) if size == 4 else zero
+    w3 = uint32(view[uint32(at + uint32(3))]) if size == 4 else zero
+    return _quad_of(uint32(view[at]), w1, w2, w3, size, sa, ma, sb, mb)
+
+
+@cuda.jit(device=True, inline=True)
 def _quad(in8, in32, base, size, sa, ma, sb, mb, e0, count):
     """Symbols of elements ``e0 .. e0 + 3`` packed in a word, byte ``u`` for ``e0 + u`` (zero past ``count``)."""
     if count >= RUN and size <= 4:
@@ -144,19 +154,25 @@ def _tap(shared, v, a, ma, b, mb, row):
 
 
 @cuda.jit(device=True, inline=True)
+def _tap_at(shared, v, row, t, c):
+    """Count the symbol that the tap at column ``c`` of tap row ``t`` (registers) takes from word ``v``."""
+    _tap(shared, v, t[c + TAP_A], t[c + TAP_MA], t[c + TAP_B], t[c + TAP_MB], row + t[c + TAP_ROW])
+
+
+@cuda.jit(device=True, inline=True)
 def _taps(shared, v, row, t):
-    """Count the four symbols that tap row ``t`` (registers) takes from word ``v``."""
-    _tap(shared, v, t[0], t[1], t[2], t[3], row + t[4])
-    _tap(shared, v, t[6], t[7], t[8], t[9], row + t[10])
-    _tap(shared, v, t[12], t[13], t[14], t[15], row + t[16])
-    _tap(shared, v, t[18], t[19], t[20], t[21], row + t[22])
+    """Count the four symbols that tap row ``t`` takes from word ``v``."""
+    _tap_at(shared, v, row, t, 0)
+    _tap_at(shared, v, row, t, TAP_COLUMNS)
+    _tap_at(shared, v, row, t, 2 * TAP_COLUMNS)
+    _tap_at(shared, v, row, t, 3 * TAP_COLUMNS)
 
 
 @cuda.jit(device=True, inline=True)
 def _tap_within(shared, v, extra, t, c):
     """Tap ``c`` of row ``t`` on the partial word ``v`` of ``extra`` bytes: counted if its first byte is one of them."""
     if t[c + TAP_AT] < extra:
-        _tap(shared, v, t[c + TAP_A], t[c + TAP_MA], t[c + TAP_B], t[c + TAP_MB], t[c + TAP_ROW])
+        _tap_at(shared, v, uint32(0), t, c)
 
 
 @cuda.jit
@@ -288,12 +304,7 @@ def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, vote
         packed = uint32(0)
         if mine and valid > 0:
             if size <= 4 and valid >= RUN:
-                at = uint32((k0 >> 2) * size)
-                w0 = uint32(words[at])
-                w1 = uint32(words[uint32(at + uint32(1))]) if size >= 2 else uint32(0)
-                w2 = uint32(words[uint32(at + uint32(2))]) if size == 4 else uint32(0)
-                w3 = uint32(words[uint32(at + uint32(3))]) if size == 4 else uint32(0)
-                packed = _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb)
+                packed = _group(words, uint32((k0 >> 2) * size), size, sa, ma, sb, mb)
             else:
                 packed = _quad(in8, in32, base, size, sa, ma, sb, mb, start + k0, valid)
         for u in range(RUN - 1, -1, -1):
@@ -372,19 +383,7 @@ def _raw_quads(in32, out32, words, base, dst, first, size, sa, ma, sb, mb, tid):
         packed = zero
         if w >= skip:
             q = uint32(w - skip)
-            at = uint32(q * uint32(size))
-            if size == 1:
-                packed = uint32(source[at])
-            elif size == 2:
-                packed = _quad_of(uint32(source[at]), uint32(source[uint32(at + uint32(1))]), zero, zero, 2, sa, ma, sb, mb)
-            else:
-                packed = _quad_of(
-                    uint32(source[at]),
-                    uint32(source[uint32(at + uint32(1))]),
-                    uint32(source[uint32(at + uint32(2))]),
-                    uint32(source[uint32(at + uint32(3))]),
-                    4, sa, ma, sb, mb,
-                )
+            packed = _group(source, uint32(q * uint32(size)), size, sa, ma, sb, mb)
             target[q] = packed
         words[uint32(w + (w >> uint32(5)))] = packed
         w = uint32(w + step)

@@ -178,22 +178,25 @@ class Encoded:
         return self.buffer.copy_to_host().tobytes() if self.nbytes else b""
 
 
-def _empty(nbytes: int, dtype: Any = np.uint8) -> tuple[Any, Any]:
-    """A device buffer of ``nbytes`` bytes and a view of it as ``dtype``; torch's caching allocator when it has CUDA."""
+def _allocate(nbytes: int) -> Any:
+    """A device buffer of ``nbytes`` bytes rounded up to a multiple of 8 (at least 8); torch's caching allocator when it has CUDA."""
     nbytes = max(int(nbytes), 8)
     nbytes += -nbytes % 8
-    storage = None
     if not SIMULATED:
         try:
             import torch
 
             if torch.cuda.is_available():
-                storage = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+                return torch.empty(nbytes, dtype=torch.uint8, device="cuda")
         except ImportError:
             pass
-    if storage is None:
-        storage = cuda.device_array(nbytes, dtype=np.uint8)
-    return storage, _view(storage, 0, dtype, (nbytes // np.dtype(dtype).itemsize,))
+    return cuda.device_array(nbytes, dtype=np.uint8)
+
+
+def _empty(nbytes: int, dtype: Any = np.uint8) -> tuple[Any, Any]:
+    """A device buffer of :func:`_allocate` and a view of all of it as ``dtype``."""
+    storage = _allocate(nbytes)
+    return storage, _view(storage, 0, dtype, (storage.shape[0] // np.dtype(dtype).itemsize,))
 
 
 def _view(owner: Any, start: int, dtype: Any, shape: tuple[int, ...]) -> Any:
@@ -234,7 +237,7 @@ def _copy_in(storage: Any, start: int, host: np.ndarray, stream: Any) -> None:
 def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
     """Copy small host arrays to the device in one transfer; return a device view of each (8-byte aligned).
 
-    The device buffer comes from :func:`_empty` (torch's caching allocator
+    The device buffer comes from :func:`_allocate` (torch's caching allocator
     when it has CUDA), so the rounds' uploads reuse cached device memory
     instead of a ``cudaMalloc`` each and a ``cudaFree`` later; the views
     keep it alive.
@@ -246,7 +249,7 @@ def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
     host = np.zeros(max(total, 8), np.uint8)
     for a, at in zip(arrays, offsets):
         host[at : at + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-    storage, _ = _empty(host.size)
+    storage = _allocate(host.size)
     _copy_in(storage, 0, host, stream)
     return [_view(storage, at, a.dtype, a.shape) for a, at in zip(arrays, offsets)]
 
