@@ -14,6 +14,7 @@
 #   tests       every GPU test file whole (the -m gpu tests are all in them)    420
 #   encode      bench/gpu_encode.py --mib 1024 (bit-exact check + nvCOMP compress) 300
 #   decode      bench/gpu_decode.py --gib 1 (nvCOMP decode, same process)          360
+#   backends    bench/backends.py (cpu vs gpu vs auto on host arrays, first calls) 300
 #   checkpoint  bench/checkpoint.py --gpu (2 GiB bf16 vs safetensors.torch)         300
 #   torch       bench/torch_model.py (1 B-parameter Llama, batch 1 and 32)          540
 #   memcheck    2,000 corrupted files, decoded under compute-sanitizer memcheck   120 + 420
@@ -43,9 +44,10 @@ step() {  # step NAME LIMIT COMMAND...
 for name in "$@"; do
     case "$name" in
     tests) step tests 420 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_decode.py tests/test_gpu_encode.py \
-        tests/test_gpu_batch.py tests/test_gpu_corpus.py tests/test_torch.py rans/gpu rans/torch ;;
+        tests/test_gpu_batch.py tests/test_gpu_corpus.py tests/test_torch.py tests/test_auto_backend.py rans/gpu rans/torch ;;
     encode) step encode 300 python3 bench/gpu_encode.py --mib 1024 --out "$OUT/gpu_encode.json" ;;
     decode) step decode 360 python3 bench/gpu_decode.py --gib 1 --out "$OUT/gpu_decode.json" ;;
+    backends) step backends 300 python3 bench/backends.py --out "$OUT/backends.json" ;;
     checkpoint) step checkpoint 300 python3 bench/checkpoint.py --gpu --workdir /tmp/ckpt --out "$OUT/checkpoint_gpu.json" ;;
     torch) step torch 540 python3 bench/torch_model.py --out "$OUT/torch_model.json" ;;
     memcheck)

@@ -12,6 +12,12 @@ A backend is a module with ``encode(plane, chunk, freq, lanes=None)`` and
 signatures of :func:`rans.codec.encode_tensor` and
 :func:`rans.codec.decode_tensor`. Every backend writes the same bytes.
 
+``"auto"`` is the CPU backend (the reference where Numba is missing) and,
+where a CUDA GPU is found, the GPU backend for the tensors it codes faster
+from host memory (:meth:`Backend.pick`, :data:`GPU_FROM`); should the GPU
+fail for another reason than the data (a broken CUDA toolchain, no memory
+left), ``"auto"`` warns once and goes on with the CPU.
+
 Examples
 --------
 >>> from rans import backends
@@ -23,13 +29,18 @@ True
 
 from __future__ import annotations
 
+import ctypes.util
+import dataclasses
 import functools
 import importlib
+import os
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import dtypes
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, RansError
 from .reference import tables
 
 MODULES: dict[str, str] = {
@@ -42,7 +53,12 @@ MODULES: dict[str, str] = {
 NAMES = tuple(MODULES)
 
 AUTO = ("cpu", "reference")
-"""What ``"auto"`` tries, in this order. The GPU backend is used only when asked for (``backend="gpu"``)."""
+"""The host backends ``"auto"`` tries, in this order; the GPU's joins the first one found for large tensors."""
+
+GPU_FROM: dict[str, int | None] = {"encode": 16 << 20, "decode": None}
+"""Per direction, the tensor size in bytes from which ``"auto"`` codes on a GPU, when there is one
+(None: never). Host arrays in and out, against the CPU backend on the 16 cores of an H100 host
+(``bench/backends.py``, ``bench/NOTES.md`` entry B1)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,21 @@ class Backend:
     join: Callable[..., Any] = dtypes.join
     encode_tensor: Callable[..., Any] | None = None
     decode_tensor: Callable[..., Any] | None = None
+    large: Backend | None = None
+    """``"auto"`` only: the backend for tensors from :data:`GPU_FROM` on (the GPU's)."""
+
+    def pick(self, work: str, nbytes: int) -> Backend:
+        """The backend that does ``work`` (``"encode"`` or ``"decode"``) on a tensor of ``nbytes`` bytes:
+        :attr:`large` from ``GPU_FROM[work]`` on, else this one.
+
+        Examples
+        --------
+        >>> from rans import backends
+        >>> backends.get("cpu").pick("encode", 1 << 30).name
+        'cpu'
+        """
+        start = GPU_FROM[work]
+        return self.large if self.large is not None and start is not None and nbytes >= start else self
 
 
 def get(name: str = "auto") -> Backend:
@@ -71,14 +102,68 @@ def get(name: str = "auto") -> Backend:
         (its module or hardware is missing).
     """
     if name == "auto":
-        for candidate in AUTO:
-            try:
-                return _load(candidate)
-            except InvalidArgumentError:
-                continue
+        return _auto()
     if not isinstance(name, str) or name not in MODULES:
         raise InvalidArgumentError(f"backend must be 'auto' or one of {', '.join(map(repr, NAMES))}, not {name!r}")
     return _load(name)
+
+
+@functools.cache
+def _auto() -> Backend:
+    host = None
+    for candidate in AUTO:
+        try:
+            host = _load(candidate)
+            break
+        except InvalidArgumentError:
+            continue
+    assert host is not None, "the reference backend is always available"
+    if not _driver_present():
+        return host
+    try:
+        gpu = _load("gpu")
+    except InvalidArgumentError:
+        return host
+    return dataclasses.replace(host, large=_guarded(gpu, host))
+
+
+def _driver_present() -> bool:
+    """Whether an NVIDIA driver is installed, checked without importing CUDA (which takes half a second);
+    never under the CUDA simulator, which is for tests, not speed."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return False
+    if os.path.exists("/proc/driver/nvidia/version"):
+        return True
+    return sys.platform == "win32" and ctypes.util.find_library("nvcuda") is not None
+
+
+def _guarded(gpu: Backend, host: Backend) -> Backend:
+    """``gpu`` whose whole-tensor calls hand over to ``host`` for good, with a warning, once the GPU fails for
+    another reason than the data (a :class:`~rans.RansError` is the data's, and propagates)."""
+    failed: list[str] = []
+
+    def guard(work: Callable[..., Any], fallback: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            if not failed:
+                try:
+                    return work(*args)
+                except RansError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - the GPU's own failure: the CPU does the work instead
+                    failed.append(f"{type(e).__name__}: {e}")
+                    warnings.warn(f"rans: the GPU backend failed ({failed[0]}); the CPU backend does the work from now on",
+                                  RuntimeWarning, stacklevel=4)
+            return fallback(*args)
+
+        return call
+
+    from . import codec
+
+    return dataclasses.replace(
+        gpu,
+        encode_tensor=guard(gpu.encode_tensor, lambda a, name, chunk, workers=1: codec.encode_tensor(a, name, chunk, workers, host)),
+        decode_tensor=guard(gpu.decode_tensor, lambda entry, buf, verify=True: codec.decode_tensor(entry, buf, verify, host)),
+    )
 
 
 @functools.cache

@@ -64,13 +64,14 @@ def encode_tensor(
 ) -> tuple[container.Entry, list[bytes | memoryview]]:
     """Split, plan and code one tensor; return its header entry and its sections (bytes-like).
 
-    ``backend`` (default: ``backends.get("auto")``) does the work;
+    ``backend`` (default: ``backends.get("auto")``), or the one it picks for
+    the tensor's size (:meth:`rans.backends.Backend.pick`), does the work;
     ``workers`` processes share the chunks of each coded plane on the
     reference backend, and are ignored by the others. A plane is released
     once coded, so at most the planes not yet coded and the sections made
     so far are held at once.
     """
-    backend = backend or backends.get()
+    backend = (backend or backends.get()).pick("encode", array.nbytes)
     if backend.encode_tensor is not None:
         return backend.encode_tensor(array, name, chunk)
     encode = functools.partial(coder.encode, workers=workers) if backend.name == "reference" else backend.encode
@@ -107,9 +108,10 @@ def decode_tensor(
 
     With ``verify`` (the default) the CRC-32 of the tensor's sections is
     checked first. Errors name the tensor and the plane. ``backend``
-    (default: ``backends.get("auto")``) decodes and joins the planes.
+    (default: ``backends.get("auto")``), or the one it picks for the
+    tensor's size, decodes and joins the planes.
     """
-    backend = backend or backends.get()
+    backend = (backend or backends.get()).pick("decode", entry.nbytes)
     if backend.decode_tensor is not None:
         return backend.decode_tensor(entry, buf, verify)
     if verify:

@@ -113,7 +113,7 @@ def stage_tables(table, shifts, t4, shifted, tid):
         shifted[i // SHIFT_COLUMNS, i % SHIFT_COLUMNS] = shifts[i // SHIFT_COLUMNS, i % SHIFT_COLUMNS]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, shifts, crcs):
     """XOR into ``crcs`` the share of each piece of a tensor's sections span in its zlib CRC-32.
 

@@ -25,6 +25,10 @@ sections, padding, raw tails).
 
 State arithmetic is 32-bit unsigned: every result is cast back with
 ``uint32`` so Numba does not widen it to 64 bits.
+
+The kernels are cached on disk (``cache=True``), as the decoder's are: the
+first process compiles them, later ones load the cubin
+(``bench/backends.py`` times both).
 """
 
 from __future__ import annotations
@@ -175,7 +179,7 @@ def _tap_within(shared, v, extra, t, c):
         _tap_at(shared, v, uint32(0), t, c)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def histogram(in8, in32, tensors, taps, item_tensor, counts):
     """Count the symbols of every slot (plane extractor) of the tensors of one source buffer.
 
@@ -313,7 +317,7 @@ def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, vote
     return x, emitted
 
 
-@cuda.jit(**({} if SIMULATED else {"max_registers": ENCODE_REGISTERS}))
+@cuda.jit(cache=True, **({} if SIMULATED else {"max_registers": ENCODE_REGISTERS}))
 def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
     """Code every chunk listed in ``groups`` (plane, first chunk, chunk count).
 
@@ -389,7 +393,7 @@ def _raw_quads(in32, out32, words, base, dst, first, size, sa, ma, sb, mb, tid):
         w = uint32(w + step)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, shifts, crcs):
     """Write raw planes and XOR the CRC-32 share of their whole groups of 4 bytes into ``crcs``.
 
@@ -444,7 +448,7 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, shif
         cuda.syncthreads()
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def compact(planes, chunk_plane, first_word, scratch16, states, counts, out16, out32):
     """Move every coded chunk's states, word count (all chunks' but the last) and words into its section.
 
@@ -470,7 +474,7 @@ def compact(planes, chunk_plane, first_word, scratch16, states, counts, out16, o
             out16[dst + i] = scratch16[src + i]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def scatter(blob, pieces, out8):
     """Copy small host-made pieces into the output: ``pieces[i]`` is (source offset, target offset, length)."""
     for i in range(cuda.blockIdx.x, pieces.shape[0], cuda.gridDim.x):

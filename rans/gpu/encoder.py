@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -225,11 +226,14 @@ def _copy_in(storage: Any, start: int, host: np.ndarray, stream: Any) -> None:
     on an H100 host (``bench/NOTES.md``, entry E5); a Numba one by Numba on
     ``stream``.
     """
-    host = np.require(host, requirements="CW").reshape(-1).view(np.uint8)
+    host = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
     if type(storage).__module__.startswith("torch"):
         import torch
 
-        storage[start : start + host.size].copy_(torch.from_numpy(host))
+        with warnings.catch_warnings():  # torch warns of read-only arrays (a memory-mapped file's): it only reads this one
+            warnings.simplefilter("ignore", UserWarning)
+            source = torch.from_numpy(host)
+        storage[start : start + host.size].copy_(source)
     else:
         _view(storage, start, np.uint8, (host.size,)).copy_to_device(host, stream=stream)
 
@@ -252,6 +256,45 @@ def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
     storage = _allocate(host.size)
     _copy_in(storage, 0, host, stream)
     return [_view(storage, at, a.dtype, a.shape) for a, at in zip(arrays, offsets)]
+
+
+DIRECT_BYTES = 1 << 20
+"""Host tensors from which :func:`_host_source` copies straight from the caller's memory: one pass over
+the bytes instead of two (a staging copy first), which is most of a large tensor's host time."""
+
+
+def _host_source(arrays: list[np.ndarray], stream: Any) -> tuple[Any, list[int]]:
+    """Copy host tensors into one device buffer, each at a multiple of 256 bytes; return it and their offsets.
+
+    Runs of tensors under :data:`DIRECT_BYTES` are gathered into one host
+    buffer and copied in one transfer; larger ones are copied from where
+    they lie. The gaps between tensors are left as they are: no kernel
+    reads past a tensor's bytes.
+    """
+    offsets, total = [], 0
+    for array in arrays:
+        offsets.append(total)
+        total += -(-array.nbytes // 256) * 256
+    storage = _allocate(total)
+    run: list[int] = []
+
+    def flush() -> None:
+        if run:
+            first, last = offsets[run[0]], offsets[run[-1]] + arrays[run[-1]].nbytes
+            staging = np.empty(last - first, dtype=np.uint8)
+            for j in run:
+                staging[offsets[j] - first : offsets[j] - first + arrays[j].nbytes] = arrays[j].reshape(-1).view(np.uint8)
+            _copy_in(storage, first, staging, stream)
+            run.clear()
+
+    for j, array in enumerate(arrays):
+        if array.nbytes < DIRECT_BYTES:
+            run.append(j)
+            continue
+        flush()
+        _copy_in(storage, offsets[j], array, stream)
+    flush()
+    return storage, offsets
 
 
 def _device_bytes(obj: Any, dtype: str | None) -> tuple[Any, str, tuple[int, ...], Any]:
@@ -329,16 +372,10 @@ class _Call:
                 host.append((len(self.tensors), array))
                 self.tensors.append(_Tensor(name, kind, tuple(int(d) for d in array.shape), -1, 0))
         if host:
-            offsets, total = [], 0
-            for _, array in host:
-                offsets.append(total)
-                total += -(-array.nbytes // 256) * 256
-            staging = np.zeros(max(total, 8), dtype=np.uint8)
-            for (i, array), at in zip(host, offsets):
-                staging[at : at + array.nbytes] = array.reshape(-1).view(np.uint8)
+            storage, offsets = _host_source([array for _, array in host], self.stream)
+            for (i, _), at in zip(host, offsets):
                 self.tensors[i].source, self.tensors[i].base = len(self.sources), at
-            in8 = cuda.to_device(staging, stream=self.stream)
-            self.sources.append(_source(in8, None))
+            self.sources.append(_source(_view(storage, 0, np.uint8, (storage.shape[0],)), storage))
         for i, t in enumerate(self.tensors):
             self.sources[t.source].tensors.append(i)
 
@@ -686,16 +723,18 @@ def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, dtype: str | None =
     return compress_device(array, chunk_size=chunk_size, dtype=dtype, stream=stream).buffer
 
 
-def encode_tensor(array: Any, name: str, chunk: int, workers: int = 1) -> tuple[container.Entry, list[bytes]]:
-    """:func:`rans.codec.encode_tensor` on the GPU: the header entry and the sections, as host bytes.
+def encode_tensor(array: Any, name: str, chunk: int, workers: int = 1) -> tuple[container.Entry, list[memoryview]]:
+    """:func:`rans.codec.encode_tensor` on the GPU: the header entry and the sections, views of one host copy.
 
     ``workers`` is accepted for the same signature and ignored.
     """
     encoded = encode_file({name: array}, chunk_size=chunk)
     entry = encoded.entries[0]
     start, end = entry.span()
-    data = encoded.buffer[start:end].copy_to_host().tobytes() if end > start else b""
-    sections = [data[p.offset - start : p.offset - start + p.length] for p in entry.sections]
+    data = np.empty(end - start, dtype=np.uint8)
+    if end > start:
+        encoded.buffer[start:end].copy_to_host(data)
+    sections = [memoryview(data)[p.offset - start : p.offset - start + p.length] for p in entry.sections]
     for p in entry.planes:
         p.offset = 0
     return entry, sections
