@@ -8,6 +8,8 @@ where bit-exactness is judged.
 
 from __future__ import annotations
 
+import warnings
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -253,3 +255,17 @@ def test_torch_stream_and_out() -> None:
     stream = torch.cuda.Stream()
     assert rans.decompress(data, device="cuda", out=out, stream=stream) is out
     assert out.cpu().view(torch.int16).numpy().tobytes() == x.tobytes()
+
+
+@pytest.mark.gpu
+def test_launches_hand_cuda_core_its_own_streams() -> None:
+    """cuda.core deprecates being handed Numba's stream objects (a DeprecationWarning, then an error)."""
+    torch = pytest.importorskip("torch")
+    x = weights("bf16", 1 << 16, seed=10)
+    data = rans.compress(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for stream in (None, torch.cuda.Stream()):
+            got = rans.decompress(data, device="cuda", stream=stream)
+            torch.cuda.synchronize()
+            assert got.cpu().view(torch.int16).numpy().tobytes() == x.tobytes()

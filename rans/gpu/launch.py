@@ -58,4 +58,19 @@ class Prepared:
             prepare(argtype, value, 0, [], values)
         function = library.get_cufunc().kernel
         config = LaunchConfig(grid=grid, block=block, shmem_size=0)
-        return lambda stream: launch(stream, config, function, *values)
+        return lambda stream: launch(_core_stream(stream), config, function, *values)
+
+
+_CORE_STREAMS: dict[int, Any] = {}
+
+
+def _core_stream(stream: Any) -> Any:
+    """A ``cuda.core`` stream on the handle of the Numba ``stream`` (made once per handle): ``cuda.core``
+    deprecates being handed other libraries' stream objects."""
+    handle = int(stream.__cuda_stream__()[1])
+    core = _CORE_STREAMS.get(handle)
+    if core is None:
+        from cuda.core import Stream
+
+        core = _CORE_STREAMS[handle] = Stream.from_handle(handle)
+    return core
