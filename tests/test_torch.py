@@ -139,6 +139,24 @@ def test_removed_hooks_decode_no_more() -> None:
     assert weights.decodes == decodes and weights.handles == []
 
 
+def test_modules_keep_torchs_fast_path_and_get_their_forward_back() -> None:
+    model = gaussian_(Net()).eval()
+    head = model.head
+    patched = head.forward  # an instance-level forward another library put there
+    head.forward = lambda x: patched(x)
+    before = head.forward
+    with torch.no_grad():
+        expected = model(IDS)
+    weights = rt.compress_model(model, min_bytes=4096, groups="block")
+    owners = {id(m): m for g in weights.groups for s in g.slots for m, _ in s.owners}
+    assert owners and all(not m._forward_pre_hooks and "forward" in m.__dict__ for m in owners.values())
+    with torch.no_grad():
+        assert torch.equal(model(IDS), expected)
+    weights.remove_hooks()
+    assert head.forward is before
+    assert all("forward" not in m.__dict__ for m in owners.values() if m is not head)
+
+
 def test_nothing_above_the_threshold() -> None:
     model = gaussian_(Net()).eval()
     with torch.no_grad():

@@ -3,11 +3,14 @@
 Every large parameter is coded (or, from a checkpoint, its coded sections
 copied as they are) and kept compressed, on the GPU or in host memory. The
 module's parameter becomes a view of a scratch buffer shared by all groups
-and sized to the largest. A forward pre-hook on each module that owns such a
-parameter makes sure the parameter's group is the one in the scratch buffer,
-decoding it there when it is not: the first module of a block decodes the
+and sized to the largest. Each module that owns such a parameter has its
+``forward`` wrapped so that the parameter's group is the one in the scratch
+buffer, decoded there when it is not: the first module of a block decodes the
 whole block, the block's other modules find it resident. Decoding the next
-group overwrites the last, which is how weights are released.
+group overwrites the last, which is how weights are released. (A wrapper, not
+a forward pre-hook: a module with hooks leaves torch's fast call path, which
+cost about 1 ms of host time a token on a 1 B-parameter Llama, 156 module
+calls; ``bench/NOTES.md`` entry T1.)
 
 On the GPU the decode is enqueued on torch's current stream and does not
 wait for the GPU: integrity failures (the decoder checks every chunk) are
@@ -246,16 +249,9 @@ class CompressedWeights:
                     module._parameters[attr] = param
                     if id(module) not in hooked:
                         hooked.add(id(module))
-                        self.handles.append(module.register_forward_pre_hook(self._hook(group)))
+                        self.handles.append(_Guard(module, self, group))
         if self.check_mode == "forward":
             self.handles.append(self.model.register_forward_hook(lambda *_: self.check()))
-
-    def _hook(self, group: Group) -> Callable[..., None]:
-        def pre_hook(module: nn.Module, args: Any) -> None:
-            if self.resident is not group:
-                self.decode(group)
-
-        return pre_hook
 
     def _stream(self) -> Any:
         """torch's current stream on the device, as a numba stream (cached by handle)."""
@@ -303,7 +299,7 @@ class CompressedWeights:
                 store.passed()
 
     def remove_hooks(self) -> None:
-        """Detach the hooks: the parameters stay views of the scratch buffer, decoded no more."""
+        """Unwrap the modules and detach the check: the parameters stay views of the scratch buffer, decoded no more."""
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
@@ -311,6 +307,35 @@ class CompressedWeights:
     def report(self) -> Report:
         """The memory the model's weights hold, per group and in total (see :class:`rans.torch.Report`)."""
         return model_report(self)
+
+
+class _Guard:
+    """Makes ``module`` decode ``group`` before it runs, by wrapping its ``forward`` on the instance.
+
+    ``remove()`` puts back what was there (another library's instance-level
+    ``forward``, or nothing: the class's).
+    """
+
+    def __init__(self, module: nn.Module, weights: CompressedWeights, group: Group) -> None:
+        self.module = module
+        self.previous = module.__dict__.get("forward")
+        inner = module.forward
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            if weights.resident is not group:
+                weights.decode(group)
+            return inner(*args, **kwargs)
+
+        self.wrapper = forward
+        module.forward = forward
+
+    def remove(self) -> None:
+        if self.module.__dict__.get("forward") is not self.wrapper:
+            return
+        if self.previous is None:
+            del self.module.forward
+        else:
+            self.module.forward = self.previous
 
 
 def _device(device: Any, fallback: torch.device) -> torch.device:
