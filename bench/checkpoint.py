@@ -24,7 +24,7 @@ CPU mode (default)
 
 3. Speed (``--speed-gib``, default 1; 0 skips it): a bf16 checkpoint of that
    size built as in GPU mode (LLM shapes, N(0, 0.02)) is compressed with
-   ``rans compress`` (in-process ``rans.cli.main``, backend ``auto``: the
+   ``rans compress`` (in-process ``rans.cli.main``, ``--backend cpu``: the
    Numba CPU codec) and with ZipNN 0.5.4's safetensors path
    (``common.zipnn_safetensors_files``, threads=2) on the same file, and
    decompressed by both, file to file on tmpfs (ZipNN: its compress script
@@ -247,7 +247,7 @@ def speed(gib: float, repeats: int) -> dict:
         times: dict[str, list[float]] = {k: [] for k in ("rans_compress", "rans_decompress", "zipnn_compress", "zipnn_decompress")}
         exact = zipnn_exact = True
         for _ in range(repeats):
-            times["rans_compress"].append(timed(lambda: cli_ok("compress", src, "-o", packed, "--force")))
+            times["rans_compress"].append(timed(lambda: cli_ok("compress", src, "-o", packed, "--force", "--backend", "cpu")))
             times["rans_decompress"].append(timed(lambda: cli_ok("decompress", packed, "-o", back, "--force")))
             exact = exact and sha(back) == original
             os.unlink(back)

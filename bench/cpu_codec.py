@@ -77,10 +77,10 @@ def rounds(ops: dict, reps: int) -> dict:
 def synthetic(nbytes: int, reps: int, peers: bool = True) -> dict:
     x = bf16_normal(nbytes)
     raw = x.tobytes()
-    data = rans.compress(x)
-    assert rans.decompress(data).tobytes() == raw
+    data = rans.compress(x, backend="cpu")
+    assert rans.decompress(data, backend="cpu").tobytes() == raw
     out = {"input_bytes": nbytes, "rans_ratio": nbytes / len(data)}
-    ops = {"rans_compress": lambda: rans.compress(x), "rans_decompress": lambda: rans.decompress(data)}
+    ops = {"rans_compress": lambda: rans.compress(x, backend="cpu"), "rans_decompress": lambda: rans.decompress(data, backend="cpu")}
     if peers:
         zblob = C.zipnn_compress(raw, "bfloat16")
         sblob = C.zstd_compress(raw)
@@ -126,9 +126,9 @@ def real_file(path: str, reps: int, workdir: str) -> dict:
     raws = {k: t.tobytes() for k, t in tensors.items()}
     cat = b"".join(raws.values())
     target = os.path.join(workdir, "f.rans")
-    rans.save_file(tensors, target)
+    rans.save_file(tensors, target, backend="cpu")
     size = os.path.getsize(target)
-    back = rans.load_file(target)
+    back = rans.load_file(target, backend="cpu")
     zblobs = {k: C.zipnn_compress(raws[k], C.zipnn_dtype(t)) for k, t in tensors.items()}
     exact = all(back[k].tobytes() == raws[k] for k in tensors) and all(
         bytes(C.zipnn_decompress(zblobs[k], C.zipnn_dtype(tensors[k]))) == raws[k] for k in tensors
@@ -145,8 +145,8 @@ def real_file(path: str, reps: int, workdir: str) -> dict:
 
     seconds = rounds(
         {
-            "rans_compress": lambda: rans.save_file(tensors, target),
-            "rans_decompress": lambda: rans.load_file(target),
+            "rans_compress": lambda: rans.save_file(tensors, target, backend="cpu"),
+            "rans_decompress": lambda: rans.load_file(target, backend="cpu"),
             "zipnn_compress": zipnn_all,
             "zipnn_decompress": unzipnn_all,
             "zstd3_compress": lambda: C.zstd_compress(cat),

@@ -60,7 +60,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from . import codec, container, dtypes
+from . import backends, codec, container, dtypes
 from .api import write_atomic
 from .constants import DEFAULT_CHUNK
 from .errors import CorruptDataError, InvalidArgumentError, NotSafetensorsError
@@ -164,9 +164,14 @@ def compress_to(
     chunk_size: int = DEFAULT_CHUNK,
     workers: int = 1,
     progress: Progress = _nothing,
+    backend: str = "auto",
 ) -> None:
-    """Compress the safetensors file ``src`` into the open binary file ``out`` (see the module doc)."""
+    """Compress the safetensors file ``src`` into the open binary file ``out`` (see the module doc).
+
+    ``backend`` codes the tensors (:func:`rans.backends.get`; every backend writes the same bytes).
+    """
     chunk_size = check_chunk(chunk_size)
+    encoder = backends.get(backend)
     with SafetensorsFile(src) as st:
         user = dict(st.metadata or {})
         if RESERVED_KEY in user:
@@ -181,7 +186,7 @@ def compress_to(
             for t in st.tensors:
                 array = st.array(t)
                 hashed = hashing.submit(sha.update, array.reshape(-1).view(np.uint8))
-                coded = codec.encode_tensor(array, t.name, chunk_size, workers)
+                coded = codec.encode_tensor(array, t.name, chunk_size, workers, encoder)
                 hashed.result()
                 yield coded
                 st.release(t)

@@ -47,7 +47,7 @@ import time
 from typing import Any, Callable, Sequence
 
 
-from . import api, checkpoint, demo, entropy
+from . import api, backends, checkpoint, demo, entropy
 from .checkpoint import RANS, RESERVED_KEY, SAFETENSORS
 from .constants import DEFAULT_CHUNK
 from .errors import CorruptDataError, NotRansDataError, NotSafetensorsError, RansError, UnsupportedVersionError
@@ -138,7 +138,7 @@ def _default_decompressed(path: str) -> str | None:
 def compress(args: argparse.Namespace) -> int:
     """``compress MODEL [-o OUT]``."""
     out = _output(args, _default_compressed)
-    options = dict(chunk_size=args.chunk_size, workers=args.workers)
+    options = dict(chunk_size=args.chunk_size, workers=args.workers, backend=args.backend)
     with _progress(args, _input_bytes(args.input), "compress") as bar:
         if os.path.isdir(args.input):
             checkpoint.compress_dir(args.input, out, force=args.force, progress=bar.update, **options)
@@ -317,8 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="MODEL")
     p.add_argument("-o", "--output", metavar="OUT")
     p.add_argument("-f", "--force", action="store_true", help="replace OUT if it exists")
-    p.add_argument("-j", "--workers", type=int, default=1, help="processes that share the encoding (default 1)")
+    p.add_argument("-j", "--workers", type=int, default=1,
+                   help="processes that share the encoding with --backend reference (default 1; unused by the others)")
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"symbols per chunk (default {DEFAULT_CHUNK})")
+    p.add_argument("--backend", choices=("auto", *backends.NAMES), default="auto",
+                   help="the codec: auto (default: the CPU, and a GPU where one is found for tensors of 16 MiB or more), "
+                        "cpu, reference or gpu; all write the same bytes")
     p.set_defaults(run=compress)
 
     p = commands.add_parser("decompress", parents=[common], help="back to the original safetensors, byte for byte",
@@ -344,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="MODEL", help="a .safetensors file or a directory of them")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to load (default cpu)")
     p.add_argument("--repeats", type=int, default=3, help="timed loads, after one warm-up (default 3)")
-    p.add_argument("-j", "--workers", type=int, default=1, help="processes that share the encoding (default 1)")
+    p.add_argument("-j", "--workers", type=int, default=1,
+                   help="processes that share the encoding on the reference backend (default 1; unused by the others)")
     p.add_argument("--tmpdir", help="where to write the compressed copy (default: the system's temporary directory)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(run=bench)

@@ -330,9 +330,22 @@ def test_existing_output_directory_needs_force(tmp_path):
     assert "keep" not in os.listdir(out) and "config.json" in os.listdir(out)
 
 
+def test_every_backend_writes_the_same_file(tmp_path):
+    src = str(tmp_path / "w.safetensors")
+    write_bf16_file(src)
+    outputs = []
+    for backend in ("auto", "cpu", "reference"):
+        outputs.append(str(tmp_path / f"{backend}.rans"))
+        assert run("compress", src, "-o", outputs[-1], "-q", "--backend", backend) == 0
+    assert len({sha(path) for path in outputs}) == 1
+
+
 def test_usage_errors_exit_2():
     with pytest.raises(SystemExit) as e:
         cli.main(["compress"])
+    assert e.value.code == Exit.USAGE
+    with pytest.raises(SystemExit) as e:
+        cli.main(["compress", "m.safetensors", "--backend", "numba"])
     assert e.value.code == Exit.USAGE
     with pytest.raises(SystemExit) as e:
         cli.main(["frobnicate"])
