@@ -156,8 +156,8 @@ def layout(entries: Iterable[Entry], data_start: int) -> int:
     return offset
 
 
-def encode_header(entries: list[Entry], metadata: dict[str, str] | None) -> bytes:
-    """The preamble and JSON header for ``entries``, padded to a multiple of 4 bytes."""
+def _json(entries: list[Entry], metadata: dict[str, str] | None) -> bytes:
+    """The header's JSON, without insignificant whitespace."""
     document: dict[str, Any] = {"tensors": [e.to_json() for e in entries]}
     if metadata:
         document["metadata"] = metadata
@@ -167,12 +167,82 @@ def encode_header(entries: list[Entry], metadata: dict[str, str] | None) -> byte
         raise InvalidArgumentError(f"tensor names and metadata must be valid Unicode text: {e}") from None
     if len(text) > MAX_HEADER:
         raise InvalidArgumentError(f"the header would be {len(text)} bytes of JSON, more than {MAX_HEADER}")
+    return text
+
+
+def _preamble(encoding: int, stored: bytes) -> bytes:
+    head = PREAMBLE.pack(MAGIC, VERSION, encoding, len(stored), crc32(stored), 0)[:28]
+    return head + struct.pack("<I", crc32(head))
+
+
+def encode_header(entries: list[Entry], metadata: dict[str, str] | None) -> bytes:
+    """The preamble and JSON header for ``entries``, padded to a multiple of 4 bytes."""
+    text = _json(entries, metadata)
     packed = zlib.compress(text, 9)
     encoding, text = (ZLIB, packed) if len(packed) < len(text) else (PLAIN, text)
-    head = PREAMBLE.pack(MAGIC, VERSION, encoding, len(text), crc32(text), 0)[:28]
-    preamble = head + struct.pack("<I", crc32(head))
-    blob = preamble + text
+    blob = _preamble(encoding, text) + text
     return blob + bytes(align(len(blob)) - len(blob))
+
+
+STORED = 65535
+"""The most bytes a stored deflate block holds."""
+
+
+def header_room(tensors: Iterable[tuple[str, str, tuple[int, ...]]], metadata: dict[str, str] | None) -> int:
+    """Bytes that hold the preamble and header of these tensors (name, dtype, shape) once coded, whatever
+    their planes: the room a writer that streams its sections leaves in front of them (``docs/FORMAT.md``,
+    section 7). ``metadata`` is the final metadata or one of the same length.
+
+    Examples
+    --------
+    >>> from rans import container
+    >>> room = container.header_room([("w", "BF16", (4096, 4096))], None)
+    >>> room % 4, 100 < room < 200
+    (0, True)
+    """
+    entries = []
+    for name, dtype, shape in tensors:
+        entry = Entry(name, dtype, tuple(shape))
+        widest = 10 ** len(str(max(entry.nbytes, 1))) - 1  # no section is longer than the tensor
+        planes = max(1, dtypes.DTYPES[dtype].itemsize)
+        entry.planes = [Plane("coded", widest) for _ in range(planes)]
+        entry.crc = 10**10 - 1
+        entries.append(entry)
+    n = len(_json(entries, metadata))
+    bound = n + (n >> 12) + (n >> 14) + (n >> 25) + 13  # zlib's compressBound: deflate never takes more
+    return align(PREAMBLE.size + bound + 5 + 5 + 4)  # and a flush's empty block, one stored block, the Adler-32
+
+
+def encode_header_in(entries: list[Entry], metadata: dict[str, str] | None, room: int) -> bytes:
+    """The preamble and zlib header for ``entries`` in exactly ``room`` bytes (a multiple of 4, from
+    :func:`header_room`): the zlib stream of the JSON ends in stored blocks of spaces that fill the room
+    (``docs/FORMAT.md``, section 7).
+
+    Examples
+    --------
+    >>> from rans import container
+    >>> e = container.Entry("w", "I8", (3,), [container.Plane("raw", 3)], 7)
+    >>> head = container.encode_header_in([e], None, 200)
+    >>> len(head), container.read_header(memoryview(head + b"abc")).entries[0].name
+    (200, 'w')
+    """
+    text = _json(entries, metadata)
+    deflater = zlib.compressobj(9)
+    stream = deflater.compress(text) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    fill = room - PREAMBLE.size - len(stream) - 4
+    if room % ALIGN or fill < 5:
+        raise InvalidArgumentError(f"a header of {len(stream) + 9} bytes does not fill a room of {room}")
+    blocks = -(-fill // (5 + STORED))
+    spaces = fill - 5 * blocks
+    adler = zlib.adler32(text)
+    parts = [stream]
+    for k in range(blocks):
+        size = min(STORED, spaces - STORED * k)
+        parts.append(struct.pack("<BHH", int(k == blocks - 1), size, size ^ 0xFFFF) + b" " * size)
+        adler = zlib.adler32(b" " * size, adler)
+    parts.append(struct.pack(">I", adler))
+    stored = b"".join(parts)
+    return _preamble(ZLIB, stored) + stored
 
 
 def pieces(entries: list[Entry], sections: list[list[bytes]], metadata: dict[str, str] | None) -> list[bytes | memoryview]:

@@ -498,6 +498,55 @@ def test_streamed_writer_matches_container_write(tmp_path_factory, d, metadata):
         assert f.read() == expected.getvalue()
 
 
+@settings(max_examples=20)
+@given(st.dictionaries(names, small_arrays, min_size=0, max_size=4), st.none() | st.dictionaries(names, names, max_size=2))
+def test_streamed_writer_in_place(tmp_path_factory, d, metadata):
+    """With room for the header, the sections are written once, after it: the same sections, a padded header."""
+    entries, sections, metadata = api.encode_tensors(d, metadata)
+    expected = container.to_bytes(entries, sections, metadata)
+    reference = container.read_header(memoryview(expected))
+    start = reference.entries
+    room = container.header_room([(e.name, e.dtype, e.shape) for e in entries], metadata)
+    entries2, sections2, _ = api.encode_tensors(d, metadata)
+    path = os.path.join(str(tmp_path_factory.getbasetemp()), "in_place.rans")
+    with open(path, "wb") as f:
+        checkpoint.write_streamed(f, zip(entries2, sections2), lambda: metadata, "/nonexistent", room)
+    with open(path, "rb") as f:
+        data = f.read()
+    header = container.read_header(memoryview(data))
+    assert [e.to_json() for e in header.entries] == [e.to_json() for e in start] and header.metadata == reference.metadata
+    first = min([p.offset for e in start for p in e.sections], default=len(expected))
+    assert data[room:] == expected[first:]
+    assert struct.unpack_from("<I", data, 12)[0] == container.ZLIB and 32 + struct.unpack_from("<Q", data, 16)[0] == room
+    loaded = api.load_buffer(memoryview(data))
+    assert {k: v.tobytes() for k, v in loaded.items()} == {k: np.asarray(v).tobytes() for k, v in d.items()}
+
+
+def test_header_room_too_small_is_an_argument_error():
+    entry = container.Entry("w", "I8", (3,), [container.Plane("raw", 3)], 7)
+    with pytest.raises(rans.InvalidArgumentError, match="does not fill a room"):
+        container.encode_header_in([entry], None, 40)
+
+
+def test_large_checkpoints_are_written_in_place(tmp_path, monkeypatch):
+    """A checkpoint whose header room is a small share of it is written once, in place; it round-trips the same."""
+    src = str(tmp_path / "w.safetensors")
+    write_bf16_file(src)
+    spilled, in_place = str(tmp_path / "spilled.rans"), str(tmp_path / "in_place.rans")
+    assert run("compress", src, "-o", spilled, "-q") == 0
+    monkeypatch.setattr(checkpoint, "IN_PLACE_SHARE", 1)
+    monkeypatch.setattr(checkpoint, "_append", None)  # the spill path would fail
+    assert run("compress", src, "-o", in_place, "-q") == 0
+    a, b = (open(p, "rb").read() for p in (spilled, in_place))
+    room = 32 + struct.unpack_from("<Q", b, 16)[0]
+    assert room > 32 + struct.unpack_from("<Q", a, 16)[0] and a[-(len(b) - room):] == b[room:]
+    assert rans.load_metadata(spilled) == rans.load_metadata(in_place)
+    assert run("verify", in_place, "-q") == 0
+    back = str(tmp_path / "back.safetensors")
+    assert run("decompress", in_place, "-o", back, "-q") == 0
+    assert sha(back) == sha(src)
+
+
 def test_streamed_writer_to_a_pipe(tmp_path):
     """An output that cannot seek (a pipe) gets the sections through a buffer, the same bytes."""
     import threading
