@@ -132,6 +132,17 @@ def test_a_file_of_many_tensors_is_the_reference_file() -> None:
     assert [e.name for e in got.entries] == list(tensors)
 
 
+@pytest.mark.parametrize("direct", [1, 300, 1 << 40])
+def test_host_tensors_copied_directly_or_gathered(monkeypatch, direct: int) -> None:
+    """Host tensors at or above DIRECT_BYTES are copied from where they lie, runs of smaller ones through one staging
+    copy (a read-only array too, as a memory-mapped file gives): the same file either way."""
+    monkeypatch.setattr(encoder, "DIRECT_BYTES", direct)
+    tensors = {f"t{i}": weights(kind, n, seed=i) for i, (kind, n) in enumerate([("bf16", 300), ("i8", 20), ("f32", 90), ("i8", 700)])}
+    tensors["t0"].flags.writeable = False
+    expected = reference_file(tensors, 128)
+    assert encoder.encode_file(tensors, chunk_size=128).to_bytes() == expected
+
+
 def test_device_arrays_with_raw_bits_take_a_dtype() -> None:
     """A numba uint16 array holding bf16 bits, told its dtype, encodes like the bf16 array."""
     x = weights("bf16", 200, 4)
