@@ -226,11 +226,9 @@ def compress_to(
             return {**user, RESERVED_KEY: json.dumps({**record, "sha256": sha256}, ensure_ascii=False)}
 
         shapes = [(t.name, t.dtype, t.shape) if t.dtype in dtypes.DTYPES else (t.name, "U8", (t.nbytes,)) for t in st.tensors]
-        room: int | None = container.header_room(shapes, metadata("0" * 64))
-        if room is not None and room > st.size // IN_PLACE_SHARE:
-            room = None
+        room = container.header_room(shapes, metadata("0" * 64))
         with hashing:
-            write_streamed(out, encoded(), lambda: metadata(sha.hexdigest()), spill_dir, room)
+            write_streamed(out, encoded(), lambda: metadata(sha.hexdigest()), spill_dir, room if room <= st.size // IN_PLACE_SHARE else None)
         progress(st.data_start)
 
 
