@@ -225,7 +225,7 @@ def compress_to(
         def metadata(sha256: str) -> dict[str, str]:
             return {**user, RESERVED_KEY: json.dumps({**record, "sha256": sha256}, ensure_ascii=False)}
 
-        shapes = [(t.name, t.dtype, t.shape) if t.dtype in dtypes.DTYPES else (t.name, "U8", (t.nbytes,)) for t in st.tensors]
+        shapes = [(t.name, dtypes.name_of(a.dtype), a.shape) for t in st.tensors for a in [st.array(t)]]  # views: nothing read
         room = container.header_room(shapes, metadata("0" * 64))
         with hashing:
             write_streamed(out, encoded(), lambda: metadata(sha.hexdigest()), spill_dir, room if room <= st.size // IN_PLACE_SHARE else None)

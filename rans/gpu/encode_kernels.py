@@ -97,20 +97,8 @@ def _symbol_at(in8, base, size, sa, ma, sb, mb, e):
 
 
 @cuda.jit(device=True, inline=True)
-def _words(in32, base, size, e0):
-    """The ``size`` words (up to 4; zero beyond) that hold elements ``e0 .. e0 + 3`` of ``size <= 4`` bytes."""
-    at = (base >> 2) + ((e0 * size) >> 2)
-    zero = uint32(0)
-    if size == 1:
-        return uint32(in32[at]), zero, zero, zero
-    if size == 2:
-        return uint32(in32[at]), uint32(in32[at + 1]), zero, zero
-    return uint32(in32[at]), uint32(in32[at + 1]), uint32(in32[at + 2]), uint32(in32[at + 3])
-
-
-@cuda.jit(device=True, inline=True)
 def _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb):
-    """The 4 symbols in the words :func:`_words` loaded, packed in a word."""
+    """The 4 symbols of elements of ``size`` (1, 2 or 4) bytes in the words ``w0 .. w3`` (zero beyond ``size``), packed in a word."""
     if size == 1:
         return w0
     if size == 2:
@@ -139,11 +127,9 @@ def _group(view, at, size, sa, ma, sb, mb):
 
 
 @cuda.jit(device=True, inline=True)
-def _quad(in8, in32, base, size, sa, ma, sb, mb, e0, count):
-    """Symbols of elements ``e0 .. e0 + 3`` packed in a word, byte ``u`` for ``e0 + u`` (zero past ``count``)."""
-    if count >= RUN and size <= 4:
-        w0, w1, w2, w3 = _words(in32, base, size, e0)
-        return _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb)
+def _quad(in8, base, size, sa, ma, sb, mb, e0, count):
+    """Symbols of elements ``e0 .. e0 + 3`` packed in a word, byte ``u`` for ``e0 + u`` (zero past ``count``), read byte
+    by byte: a chunk's last group, and elements of 8 or 16 bytes (whole groups of smaller ones go through :func:`_group`)."""
     packed = uint32(0)
     for u in range(RUN):
         if u < count:
@@ -310,7 +296,7 @@ def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, vote
             if size <= 4 and valid >= RUN:
                 packed = _group(words, uint32((k0 >> 2) * size), size, sa, ma, sb, mb)
             else:
-                packed = _quad(in8, in32, base, size, sa, ma, sb, mb, start + k0, valid)
+                packed = _quad(in8, base, size, sa, ma, sb, mb, start + k0, valid)
         for u in range(RUN - 1, -1, -1):
             s = uint32((packed >> uint32(8 * u)) & uint32(0xFF))
             x, emitted = _encode_symbol(x, s, mine and u < valid, rcp, info, votes, lane, above, emitted, out, last)
@@ -432,7 +418,7 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, shif
                 q = first + w
                 packed = uint32(0)
                 if q >= 0:
-                    packed = _quad(in8, in32, base, size, sa, ma, sb, mb, q * RUN, RUN)
+                    packed = _quad(in8, base, size, sa, ma, sb, mb, q * RUN, RUN)
                     out32[(dst >> 2) + q] = packed
                 words[w + (w >> 5)] = packed
         if m == 0 and tid == 0:

@@ -239,42 +239,34 @@ def _copy_in(storage: Any, start: int, host: np.ndarray, stream: Any) -> None:
 
 
 def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
-    """Copy small host arrays to the device in one transfer; return a device view of each (8-byte aligned).
+    """Copy small host arrays to the device (:func:`_to_device`, 8-byte aligned); return a device view of each.
 
     The device buffer comes from :func:`_allocate` (torch's caching allocator
     when it has CUDA), so the rounds' uploads reuse cached device memory
     instead of a ``cudaMalloc`` each and a ``cudaFree`` later; the views
     keep it alive.
     """
-    offsets, total = [], 0
-    for a in arrays:
-        offsets.append(total)
-        total += -(-a.nbytes // 8) * 8
-    host = np.zeros(max(total, 8), np.uint8)
-    for a, at in zip(arrays, offsets):
-        host[at : at + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-    storage = _allocate(host.size)
-    _copy_in(storage, 0, host, stream)
+    storage, offsets = _to_device(arrays, stream, 8)
     return [_view(storage, at, a.dtype, a.shape) for a, at in zip(arrays, offsets)]
 
 
 DIRECT_BYTES = 1 << 20
-"""Host tensors from which :func:`_host_source` copies straight from the caller's memory: one pass over
+"""Host arrays from which :func:`_to_device` copies straight from the caller's memory: one pass over
 the bytes instead of two (a staging copy first), which is most of a large tensor's host time."""
 
 
-def _host_source(arrays: list[np.ndarray], stream: Any) -> tuple[Any, list[int]]:
-    """Copy host tensors into one device buffer, each at a multiple of 256 bytes; return it and their offsets.
+def _to_device(arrays: list[np.ndarray], stream: Any, align: int) -> tuple[Any, list[int]]:
+    """Copy host arrays into one device buffer, each at a multiple of ``align`` bytes; return it and their offsets.
 
-    Runs of tensors under :data:`DIRECT_BYTES` are gathered into one host
+    Runs of arrays under :data:`DIRECT_BYTES` are gathered into one host
     buffer and copied in one transfer; larger ones are copied from where
-    they lie. The gaps between tensors are left as they are: no kernel
-    reads past a tensor's bytes.
+    they lie. The gaps between arrays are left as they are: nothing reads
+    them.
     """
     offsets, total = [], 0
     for array in arrays:
         offsets.append(total)
-        total += -(-array.nbytes // 256) * 256
+        total += -(-array.nbytes // align) * align
     storage = _allocate(total)
     run: list[int] = []
 
@@ -283,7 +275,7 @@ def _host_source(arrays: list[np.ndarray], stream: Any) -> tuple[Any, list[int]]
             first, last = offsets[run[0]], offsets[run[-1]] + arrays[run[-1]].nbytes
             staging = np.empty(last - first, dtype=np.uint8)
             for j in run:
-                staging[offsets[j] - first : offsets[j] - first + arrays[j].nbytes] = arrays[j].reshape(-1).view(np.uint8)
+                staging[offsets[j] - first : offsets[j] - first + arrays[j].nbytes] = np.ascontiguousarray(arrays[j]).reshape(-1).view(np.uint8)
             _copy_in(storage, first, staging, stream)
             run.clear()
 
@@ -372,7 +364,7 @@ class _Call:
                 host.append((len(self.tensors), array))
                 self.tensors.append(_Tensor(name, kind, tuple(int(d) for d in array.shape), -1, 0))
         if host:
-            storage, offsets = _host_source([array for _, array in host], self.stream)
+            storage, offsets = _to_device([array for _, array in host], self.stream, 256)
             for (i, _), at in zip(host, offsets):
                 self.tensors[i].source, self.tensors[i].base = len(self.sources), at
             self.sources.append(_source(_view(storage, 0, np.uint8, (storage.shape[0],)), storage))
