@@ -289,3 +289,22 @@ def test_the_gpu_backend_of_the_public_functions(tmp_path) -> None:
     assert {k: (v.dtype, v.shape, v.tobytes()) for k, v in loaded.items()} == {
         k: (v.dtype, v.shape, v.tobytes()) for k, v in tensors.items()
     }
+
+
+@pytest.mark.gpu
+def test_encoder_launches_skip_numba_marshalling() -> None:
+    """On a GPU every encoder kernel launches through launch.run's own marshalling, which matched Numba's
+    (a mismatch would leave the signature on Numba's launches), and spans copy to and from the host."""
+    from rans.gpu import encode_kernels, launch, memory
+
+    x = weights("bf16", 300_001, seed=3)
+    assert encoder.compress(x).copy_to_host().tobytes() == rans.compress(x)
+    used = {key[0] for key, function in launch._KERNELS.items() if function is not None}
+    assert {encode_kernels.histogram, encode_kernels.encode, encode_kernels.split_raw, encode_kernels.compact, crc.crc_blocks} <= used
+    assert all(function is not None for function in launch._KERNELS.values())
+    host = np.arange(1000, dtype=np.uint32)
+    storage = cuda.device_array(4000, dtype=np.uint8)
+    span = memory.span(storage, 0, np.uint32, (1000,))
+    stream = cuda.stream()
+    memory.to_device(span.ptr, host, stream)
+    assert (memory.to_host(span.view(400, np.uint32, (900,)), stream) == host[100:]).all()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -40,7 +39,7 @@ from ..cpu.tables import quantize, serialize, serialized_size
 from ..constants import DEFAULT_CHUNK, GROUP, LANE_COUNTS, LANES, M
 from ..errors import InvalidArgumentError
 from ..reference import coder, tables
-from . import crc
+from . import crc, launch, memory
 from . import encode_kernels as ek
 from .decoder import _stream
 from .warp import SIMULATED, WARPS_PER_BLOCK
@@ -201,41 +200,51 @@ def _empty(nbytes: int, dtype: Any = np.uint8) -> tuple[Any, Any]:
 
 
 def _view(owner: Any, start: int, dtype: Any, shape: tuple[int, ...]) -> Any:
-    """A Numba device array of ``dtype`` and ``shape`` on the bytes of ``owner`` (a device array or a torch tensor) from byte ``start``.
+    """A view of ``dtype`` and ``shape`` on the bytes of ``owner`` (a span, device array or torch tensor) from byte ``start``.
 
-    Made from a CUDA array interface: Numba's slicing, ``view`` and
-    ``reshape`` cost 50-80 us each on an H100 host against 20 for this
-    (``bench/NOTES.md``, entry E5), and a call makes dozens of views. Under
-    the simulator, which has no such interface, by slicing.
+    A :class:`~rans.gpu.memory.Span`, which :func:`rans.gpu.launch.run`
+    passes to kernels: a Numba device array costs 20-80 us of host time to
+    make on an H100 host (``bench/NOTES.md``, entries E5 and E6), and a call
+    makes dozens of views. Under the simulator, a Numba array by slicing.
     """
     dtype = np.dtype(dtype)
     if SIMULATED:
         return owner[start : start + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
+    return memory.span(owner, start, dtype, shape)
+
+
+def _numba(owner: Any, start: int, dtype: Any, shape: tuple[int, ...]) -> Any:
+    """A Numba device array of ``dtype`` and ``shape`` on the bytes of ``owner`` from byte ``start`` (for callers)."""
+    if SIMULATED:
+        return _view(owner, start, dtype, shape)
     if not math.prod(shape):
         return cuda.device_array(shape, dtype)
-    pointer = owner.__cuda_array_interface__["data"][0] + start
-    interface = {"shape": tuple(shape), "strides": None, "typestr": dtype.str, "data": (pointer, False), "version": 3}
+    interface = memory.span(owner, start, dtype, shape).__cuda_array_interface__
     return cuda.from_cuda_array_interface(interface, owner=owner, sync=False)
 
 
-def _copy_in(storage: Any, start: int, host: np.ndarray, stream: Any) -> None:
-    """Copy ``host``'s bytes into ``storage`` from byte ``start``; ``host`` may be reused on return.
+def _to_host(array: Any, stream: Any, count: int | None = None) -> np.ndarray:
+    """The first ``count`` rows (default: all) of a view from :func:`_view`, on the host once ``stream``'s work is done."""
+    count = array.shape[0] if count is None else count
+    if SIMULATED:
+        host = array[:count].copy_to_host(stream=stream)
+        stream.synchronize()
+        return host
+    return memory.to_host(array.view(0, array.dtype, (count, *array.shape[1:])), stream)
 
-    A torch buffer is written by torch (a blocking copy) rather than by
-    Numba, whose copy of 4 KiB from pageable memory took 168 us of host time
-    on an H100 host (``bench/NOTES.md``, entry E5); a Numba one by Numba on
-    ``stream``.
+
+def _copy_in(storage: Any, start: int, host: np.ndarray, stream: Any) -> None:
+    """Copy ``host``'s bytes into ``storage`` from byte ``start`` on ``stream``; ``host`` may be reused on return.
+
+    Through the driver (:func:`rans.gpu.memory.to_device`): Numba's copy of
+    4 KiB from pageable memory took 168 us of host time on an H100 host
+    (``bench/NOTES.md``, entry E5). Under the simulator, Numba's.
     """
     host = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
-    if type(storage).__module__.startswith("torch"):
-        import torch
-
-        with warnings.catch_warnings():  # torch warns of read-only arrays (a memory-mapped file's): it only reads this one
-            warnings.simplefilter("ignore", UserWarning)
-            source = torch.from_numpy(host)
-        storage[start : start + host.size].copy_(source)
-    else:
+    if SIMULATED:
         _view(storage, start, np.uint8, (host.size,)).copy_to_device(host, stream=stream)
+    else:
+        memory.to_device(memory.pointer(storage) + start, host, stream)
 
 
 def _upload(arrays: list[np.ndarray], stream: Any) -> list[Any]:
@@ -299,14 +308,21 @@ def _device_bytes(obj: Any, dtype: str | None) -> tuple[Any, str, tuple[int, ...
         if name is None:
             raise InvalidArgumentError(f"dtype {owner.dtype} is not supported; supported: {', '.join(dtypes.DTYPES)}")
         _check_itemsize(name, owner.element_size())
-        flat = cuda.as_cuda_array(owner.reshape(-1).view(torch.uint8)) if owner.numel() else cuda.device_array(0, dtype=np.uint8)
+        nbytes = owner.numel() * owner.element_size()
+        if SIMULATED:
+            flat = cuda.as_cuda_array(owner.reshape(-1).view(torch.uint8)) if nbytes else cuda.device_array(0, dtype=np.uint8)
+        else:
+            flat = memory.Span(owner.data_ptr(), np.uint8, (nbytes,), owner)
         return flat, name, tuple(owner.shape), owner
     array = obj if hasattr(obj, "copy_to_host") else cuda.as_cuda_array(obj)
     name = dtype or dtypes.name_of(array.dtype)
     _check_itemsize(name, array.dtype.itemsize)
     if not array.is_c_contiguous():
         raise InvalidArgumentError("a device array must be contiguous")
-    flat = array.reshape(-1).view(np.uint8) if array.size else cuda.device_array(0, dtype=np.uint8)
+    if SIMULATED:
+        flat = array.reshape(-1).view(np.uint8) if array.size else cuda.device_array(0, dtype=np.uint8)
+    else:
+        flat = memory.span(array, 0, np.uint8, (array.size * array.dtype.itemsize,))
     return flat, name, tuple(array.shape), array
 
 
@@ -324,12 +340,21 @@ def _check_itemsize(name: str, itemsize: int) -> None:
 
 def _aligned(in8: Any, stream: Any) -> Any:
     """``in8``, or a copy of it whose start is aligned to 16 bytes (:func:`encode_kernels.histogram` reads 16 at a time)."""
-    pointer = getattr(in8, "device_ctypes_pointer", None)
-    if pointer is None or not (pointer.value or 0) % 16:
+    if SIMULATED or not memory.pointer(in8) % 16:
         return in8
-    copy = cuda.device_array(in8.size, dtype=np.uint8, stream=stream)
-    copy.copy_to_device(in8, stream=stream)
-    return copy
+    _, copy = _empty(in8.size)
+    memory.copy(copy, in8, stream)
+    return copy.view(0, np.uint8, (in8.size,))
+
+
+def _crc_constants() -> tuple[Any, ...]:
+    """:func:`crc.constants` as views for :func:`launch.run` (made once)."""
+    if not _CRC:
+        _CRC.extend(c if SIMULATED else memory.span(c, 0, c.dtype, c.shape) for c in crc.constants())
+    return tuple(_CRC)
+
+
+_CRC: list[Any] = []
 
 
 def _source(in8: Any, keep: Any) -> _Source:
@@ -397,11 +422,11 @@ class _Call:
         device = _upload(arrays, self.stream)
         counts_d = device[0]
         for source, at, blocks in launches:
-            ek.histogram[min(blocks, ek.HIST_GRID), ek.THREADS, self.stream](
-                source.in8, source.in32, device[at], device[at + 1], device[at + 2], counts_d
+            launch.run(
+                ek.histogram, min(blocks, ek.HIST_GRID), ek.THREADS, self.stream,
+                source.in8, source.in32, device[at], device[at + 1], device[at + 2], counts_d,
             )
-        counts = counts_d.copy_to_host(stream=self.stream)
-        self.stream.synchronize()
+        counts = _to_host(counts_d, self.stream)
         return [counts[t.first_slot : t.first_slot + len(chosen)].astype(np.int64) for t, chosen in zip(self.tensors, extractors)]
 
     def plan(self) -> None:
@@ -485,11 +510,11 @@ class _Call:
         device = _upload(arrays, self.stream)
         for source, at in launches:
             tables_d, planes_d, groups_d = device[at : at + 3]
-            ek.encode[groups_d.shape[0], WARPS_PER_BLOCK * LANES, self.stream](
-                source.in8, source.in32, tables_d, planes_d, groups_d, self.scratch16, self.states, self.counts_d
+            launch.run(
+                ek.encode, groups_d.shape[0], WARPS_PER_BLOCK * LANES, self.stream,
+                source.in8, source.in32, tables_d, planes_d, groups_d, self.scratch16, self.states, self.counts_d,
             )
-        self.word_counts = self.counts_d[:chunks].copy_to_host(stream=self.stream).astype(np.int64) if chunks else np.zeros(0, np.int64)
-        self.stream.synchronize()
+        self.word_counts = _to_host(self.counts_d, self.stream, chunks).astype(np.int64)
 
     def lay_out(self, metadata: dict[str, str] | None) -> int:
         """Make the entries, place the sections from offset 0; return the data's length."""
@@ -592,25 +617,26 @@ class _Call:
 
         device = _upload(arrays, self.stream)
         crcs = device[crc_at]
-        constants = crc.constants()
+        constants = _crc_constants()
         for what, source, at in launches:
             if what == "scatter":
-                ek.scatter[device[at + 1].shape[0], ek.THREADS, self.stream](device[at], device[at + 1], self.out8)
+                launch.run(ek.scatter, device[at + 1].shape[0], ek.THREADS, self.stream, device[at], device[at + 1], self.out8)
             elif what == "raw":
-                ek.split_raw[min(device[at + 1].shape[0], crc.GRID_MAX), crc.CRC_THREADS, self.stream](
-                    source.in8, source.in32, device[at], device[at + 1], self.out8, out32, *constants, crcs
+                launch.run(
+                    ek.split_raw, min(device[at + 1].shape[0], crc.GRID_MAX), crc.CRC_THREADS, self.stream,
+                    source.in8, source.in32, device[at], device[at + 1], self.out8, out32, *constants, crcs,
                 )
             else:
-                ek.compact[self.n_chunks, ek.THREADS, self.stream](
-                    device[at], device[at + 1], device[at + 2], self.scratch16, self.states, self.counts_d, out16, out32
+                launch.run(
+                    ek.compact, self.n_chunks, ek.THREADS, self.stream,
+                    device[at], device[at + 1], device[at + 2], self.scratch16, self.states, self.counts_d, out16, out32,
                 )
         if block_piece.size:
-            crc.crc_blocks[min(block_piece.size, crc.GRID_MAX), crc.CRC_THREADS, self.stream](
-                self.out8, out32, device[crc_at + 1], device[crc_at + 2], *constants, crcs
+            launch.run(
+                crc.crc_blocks, min(block_piece.size, crc.GRID_MAX), crc.CRC_THREADS, self.stream,
+                self.out8, out32, device[crc_at + 1], device[crc_at + 2], *constants, crcs,
             )
-        host = crcs.copy_to_host(stream=self.stream)
-        self.stream.synchronize()
-        return host
+        return _to_host(crcs, self.stream)
 
     # ---------------------------------------------------------------- round 4
     def finish(self, crcs: np.ndarray, metadata: dict[str, str] | None, data: int) -> Encoded:
@@ -622,7 +648,7 @@ class _Call:
         _copy_in(self.storage, start, np.frombuffer(head, dtype=np.uint8), self.stream)
         container.layout(self.entries, len(head))
         self.stream.synchronize()
-        return Encoded(_view(self.storage, start, np.uint8, (self.reserve + data - start,)), self.entries, self.storage)
+        return Encoded(_numba(self.storage, start, np.uint8, (self.reserve + data - start,)), self.entries, self.storage)
 
 
 def encode_file(
@@ -724,8 +750,10 @@ def encode_tensor(array: Any, name: str, chunk: int, workers: int = 1) -> tuple[
     entry = encoded.entries[0]
     start, end = entry.span()
     data = np.empty(end - start, dtype=np.uint8)
-    if end > start:
+    if end > start and SIMULATED:
         encoded.buffer[start:end].copy_to_host(data)
+    elif end > start:
+        memory.to_host(memory.span(encoded.buffer, start, np.uint8, (end - start,)), _stream(None), data)
     sections = [memoryview(data)[p.offset - start : p.offset - start + p.length] for p in entry.sections]
     for p in entry.planes:
         p.offset = 0
