@@ -113,6 +113,18 @@ def stage_tables(table, shifts, t4, shifted, tid):
         shifted[i // SHIFT_COLUMNS, i % SHIFT_COLUMNS] = shifts[i // SHIFT_COLUMNS, i % SHIFT_COLUMNS]
 
 
+@cuda.jit(device=True, inline=True)
+def _staged(buf32, first, start, w):
+    """Word ``w`` of the block that starts at byte ``first`` of ``buf32``, zero before byte ``start``."""
+    at = first + 4 * w
+    return buf32[at >> 2] if at >= start else uint32(0)
+
+
+@cuda.jit(device=True, inline=True)
+def _stage(words, w, value):
+    words[w + (w >> 5)] = value
+
+
 @cuda.jit(cache=True)
 def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, shifts, crcs):
     """XOR into ``crcs`` the share of each piece of a tensor's sections span in its zlib CRC-32.
@@ -144,9 +156,17 @@ def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, shifts, crcs)
         blocks = max(1, (end4 - start + CRC_BLOCK - 1) // CRC_BLOCK)
         m = blocks - 1 - (b - pieces[t, S_FIRST_BLOCK])
         first = end4 - (m + 1) * CRC_BLOCK
-        for w in range(tid, CRC_THREADS * CRC_SEGMENT_WORDS, cuda.blockDim.x):
-            at = first + 4 * w
-            words[w + (w >> 5)] = buf32[at >> 2] if at >= start else uint32(0)
+        w = tid
+        while w < CRC_THREADS * CRC_SEGMENT_WORDS:  # four words a thread, loaded before any is stored
+            v0 = _staged(buf32, first, start, w)
+            v1 = _staged(buf32, first, start, w + CRC_THREADS)
+            v2 = _staged(buf32, first, start, w + 2 * CRC_THREADS)
+            v3 = _staged(buf32, first, start, w + 3 * CRC_THREADS)
+            _stage(words, w, v0)
+            _stage(words, w + CRC_THREADS, v1)
+            _stage(words, w + 2 * CRC_THREADS, v2)
+            _stage(words, w + 3 * CRC_THREADS, v3)
+            w += 4 * CRC_THREADS
         cuda.syncthreads()
         crc = block_crc(words, t4, shifted, parts, scratch, tid)
         if tid < 32:
@@ -162,7 +182,8 @@ def crc_blocks(buf8, buf32, pieces, block_piece, table, operators, shifts, crcs)
                 crc ^= shift_in_warp(operators, span, uint32(0xFFFFFFFF), lane, scratch) ^ uint32(0xFFFFFFFF)
             if tid == 0:
                 cuda.atomic.xor(crcs, pieces[t, S_TENSOR], crc)
-        cuda.syncthreads()
+        # No barrier here: block_crc's reads of ``words`` and ``parts`` all came before its own barrier,
+        # and the next block's writes come after the barrier that warp 0 reaches only when done here.
 
 
 def crc_operators() -> np.ndarray:

@@ -36,7 +36,7 @@ from __future__ import annotations
 from numba import cuda, uint8, uint16, uint32, uint64
 
 from ..constants import ENCODE_SHIFT, LANES, M, RUN, STATE_LOW, WORD_BITS
-from .crc import CRC_BLOCK, CRC_SHARED_WORDS, CRC_WARPS, SHIFT_COLUMNS, block_crc, shift_in_warp, stage_tables
+from .crc import CRC_BLOCK, CRC_SHARED_WORDS, CRC_THREADS, CRC_WARPS, SHIFT_COLUMNS, block_crc, shift_in_warp, stage_tables
 from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot, load4, tail
 
 # Columns of an extractor (int64): where a plane's symbols come from.
@@ -356,27 +356,58 @@ def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
 
 
 @cuda.jit(device=True, inline=True)
+def _words(view, q, ok, size):
+    """The ``size`` (a constant: 1, 2 or 4) words of group ``q`` of ``view``, zeros beyond ``size``; all zeros, unread, unless ``ok``."""
+    zero = uint32(0)
+    at = uint32(q * uint32(size))
+    w0 = uint32(view[at]) if ok else zero
+    w1 = uint32(view[uint32(at + uint32(1))]) if ok and size >= 2 else zero
+    w2 = uint32(view[uint32(at + uint32(2))]) if ok and size == 4 else zero
+    w3 = uint32(view[uint32(at + uint32(3))]) if ok and size == 4 else zero
+    return w0, w1, w2, w3
+
+
+@cuda.jit(device=True, inline=True)
+def _put_group(target, words, w, skip, packed):
+    """Store group ``w`` of a block (``packed``) in the plane unless it lies below 0, and stage it for the CRC."""
+    if w >= skip:
+        target[uint32(w - skip)] = packed
+    words[uint32(w + (w >> uint32(5)))] = packed
+
+
+RAW_UNROLL = 4
+"""Groups a thread of :func:`split_raw` loads before it uses any: one load at a time left the kernel waiting on
+memory 41% of the time at 37% occupancy (``bench/NOTES.md``, entry E7)."""
+assert RAW_QUADS % (RAW_UNROLL * CRC_THREADS) == 0
+
+
+@cuda.jit(device=True, inline=True)
 def _raw_quads(in32, out32, words, base, dst, first, size, sa, ma, sb, mb, tid):
     """:func:`split_raw`'s groups ``first .. first + RAW_QUADS - 1`` of a plane of elements of ``size`` (a constant: 1, 2 or 4) bytes.
 
     The groups below 0 are zeros and not written; indices are 32-bit, from views that start at group ``max(first, 0)``.
+    A thread takes :data:`RAW_UNROLL` groups a step, ``CRC_THREADS`` apart, their loads first.
     """
     skip = uint32(max(0, -first))
     start = first + skip
     source = tail(in32, (base >> 2) + start * size)
     target = tail(out32, (dst >> 2) + start)
     sa, ma, sb, mb = uint32(sa), uint32(ma), uint32(sb), uint32(mb)
-    zero = uint32(0)
-    step = uint32(cuda.blockDim.x)
+    step = uint32(CRC_THREADS)
     w = uint32(tid)
     while w < uint32(RAW_QUADS):
-        packed = zero
-        if w >= skip:
-            q = uint32(w - skip)
-            packed = _group(source, uint32(q * uint32(size)), size, sa, ma, sb, mb)
-            target[q] = packed
-        words[uint32(w + (w >> uint32(5)))] = packed
-        w = uint32(w + step)
+        w1 = uint32(w + step)
+        w2 = uint32(w1 + step)
+        w3 = uint32(w2 + step)
+        a0, a1, a2, a3 = _words(source, uint32(w - skip), w >= skip, size)
+        b0, b1, b2, b3 = _words(source, uint32(w1 - skip), w1 >= skip, size)
+        c0, c1, c2, c3 = _words(source, uint32(w2 - skip), w2 >= skip, size)
+        d0, d1, d2, d3 = _words(source, uint32(w3 - skip), w3 >= skip, size)
+        _put_group(target, words, w, skip, _quad_of(a0, a1, a2, a3, size, sa, ma, sb, mb))
+        _put_group(target, words, w1, skip, _quad_of(b0, b1, b2, b3, size, sa, ma, sb, mb))
+        _put_group(target, words, w2, skip, _quad_of(c0, c1, c2, c3, size, sa, ma, sb, mb))
+        _put_group(target, words, w3, skip, _quad_of(d0, d1, d2, d3, size, sa, ma, sb, mb))
+        w = uint32(w3 + step)
 
 
 @cuda.jit(cache=True)
@@ -431,7 +462,9 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, shif
             crc = shift_in_warp(operators, m * CRC_BLOCK + planes[p, R_AFTER], crc, tid, scratch)
             if tid == 0:
                 cuda.atomic.xor(crcs, planes[p, R_TENSOR], crc)
-        cuda.syncthreads()
+        # No barrier here: every read of ``words`` and ``parts`` for this block came before block_crc's
+        # barrier, and the next block's writes to them come after the barrier that follows its staging,
+        # which warp 0 reaches only once it is done here; so the other warps load the next block meanwhile.
 
 
 @cuda.jit(cache=True)
