@@ -117,19 +117,21 @@ def _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb):
 
 
 @cuda.jit(device=True, inline=True)
-def _group(view, at, size, sa, ma, sb, mb):
-    """The 4 symbols of the ``size`` (a constant: 1, 2 or 4) words ``view[at : at + size]``, packed; 32-bit indices."""
+def _words(view, q, ok, size):
+    """The ``size`` (a constant: 1, 2 or 4) words of group ``q`` of ``view``, zeros beyond ``size``; all zeros, unread, unless ``ok``."""
     zero = uint32(0)
-    w1 = uint32(view[uint32(at + uint32(1))]) if size >= 2 else zero
-    w2 = uint32(view[uint32(at + uint32(2))]) if size == 4 else zero
-    w3 = uint32(view[uint32(at + uint32(3))]) if size == 4 else zero
-    return _quad_of(uint32(view[at]), w1, w2, w3, size, sa, ma, sb, mb)
+    at = uint32(q * uint32(size))
+    w0 = uint32(view[at]) if ok else zero
+    w1 = uint32(view[uint32(at + uint32(1))]) if ok and size >= 2 else zero
+    w2 = uint32(view[uint32(at + uint32(2))]) if ok and size == 4 else zero
+    w3 = uint32(view[uint32(at + uint32(3))]) if ok and size == 4 else zero
+    return w0, w1, w2, w3
 
 
 @cuda.jit(device=True, inline=True)
 def _quad(in8, base, size, sa, ma, sb, mb, e0, count):
     """Symbols of elements ``e0 .. e0 + 3`` packed in a word, byte ``u`` for ``e0 + u`` (zero past ``count``), read byte
-    by byte: a chunk's last group, and elements of 8 or 16 bytes (whole groups of smaller ones go through :func:`_group`)."""
+    by byte: a chunk's last group, and elements of 8 or 16 bytes (whole groups of smaller ones go through :func:`_words`)."""
     packed = uint32(0)
     for u in range(RUN):
         if u < count:
@@ -275,8 +277,10 @@ def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, vote
 
     ``size``, the plane's element size, is a constant: for 1, 2 and 4 whole
     groups of 4 symbols come from 32-bit words of a view that starts at the
-    chunk's first element, with 32-bit indices; elements of 8 and 16 bytes
-    are read byte by byte.
+    chunk's first element, with 32-bit indices, loaded a step ahead of their
+    coding (waits on global loads were 30% of the kernel's stall cycles;
+    ``bench/NOTES.md``, entry E8); elements of 8 and 16 bytes are read byte
+    by byte.
     """
     base, _, sa, ma, sb, mb = _extractor(planes, plane)
     lanes = planes[plane, E_LANES]
@@ -287,6 +291,8 @@ def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, vote
     last = uint32(chunk - 1)
     span = lanes * RUN
     step = (length + span - 1) // span
+    k1 = ((step - 1) * lanes + lane) * RUN
+    w0, w1, w2, w3 = _words(words, uint32(max(k1, 0) >> 2), mine and size <= 4 and step > 0 and length - k1 >= RUN, size)
     while step > 0:
         step -= 1
         k0 = (step * lanes + lane) * RUN
@@ -294,9 +300,11 @@ def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, vote
         packed = uint32(0)
         if mine and valid > 0:
             if size <= 4 and valid >= RUN:
-                packed = _group(words, uint32((k0 >> 2) * size), size, sa, ma, sb, mb)
+                packed = _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb)
             else:
                 packed = _quad(in8, base, size, sa, ma, sb, mb, start + k0, valid)
+        k1 = k0 - lanes * RUN
+        w0, w1, w2, w3 = _words(words, uint32(max(k1, 0) >> 2), mine and size <= 4 and step > 0 and length - k1 >= RUN, size)
         for u in range(RUN - 1, -1, -1):
             s = uint32((packed >> uint32(8 * u)) & uint32(0xFF))
             x, emitted = _encode_symbol(x, s, mine and u < valid, rcp, info, votes, lane, above, emitted, out, last)
@@ -356,18 +364,6 @@ def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
 
 
 @cuda.jit(device=True, inline=True)
-def _words(view, q, ok, size):
-    """The ``size`` (a constant: 1, 2 or 4) words of group ``q`` of ``view``, zeros beyond ``size``; all zeros, unread, unless ``ok``."""
-    zero = uint32(0)
-    at = uint32(q * uint32(size))
-    w0 = uint32(view[at]) if ok else zero
-    w1 = uint32(view[uint32(at + uint32(1))]) if ok and size >= 2 else zero
-    w2 = uint32(view[uint32(at + uint32(2))]) if ok and size == 4 else zero
-    w3 = uint32(view[uint32(at + uint32(3))]) if ok and size == 4 else zero
-    return w0, w1, w2, w3
-
-
-@cuda.jit(device=True, inline=True)
 def _put_group(target, words, w, skip, packed):
     """Store group ``w`` of a block (``packed``) in the plane unless it lies below 0, and stage it for the CRC."""
     if w >= skip:
@@ -399,10 +395,10 @@ def _raw_quads(in32, out32, words, base, dst, first, size, sa, ma, sb, mb, tid):
         w1 = uint32(w + step)
         w2 = uint32(w1 + step)
         w3 = uint32(w2 + step)
-        a0, a1, a2, a3 = _words(source, uint32(w - skip), w >= skip, size)
-        b0, b1, b2, b3 = _words(source, uint32(w1 - skip), w1 >= skip, size)
-        c0, c1, c2, c3 = _words(source, uint32(w2 - skip), w2 >= skip, size)
-        d0, d1, d2, d3 = _words(source, uint32(w3 - skip), w3 >= skip, size)
+        a0, a1, a2, a3 = _words(source, uint32(max(w, skip) - skip), w >= skip, size)
+        b0, b1, b2, b3 = _words(source, uint32(max(w1, skip) - skip), w1 >= skip, size)
+        c0, c1, c2, c3 = _words(source, uint32(max(w2, skip) - skip), w2 >= skip, size)
+        d0, d1, d2, d3 = _words(source, uint32(max(w3, skip) - skip), w3 >= skip, size)
         _put_group(target, words, w, skip, _quad_of(a0, a1, a2, a3, size, sa, ma, sb, mb))
         _put_group(target, words, w1, skip, _quad_of(b0, b1, b2, b3, size, sa, ma, sb, mb))
         _put_group(target, words, w2, skip, _quad_of(c0, c1, c2, c3, size, sa, ma, sb, mb))
