@@ -11,7 +11,9 @@ Usage::
    is found) and ``auto``, in interleaved rounds after one warm-up; the
    bytes of every backend are checked equal. ``auto`` should pick the faster
    of the other two for each size and direction; the output says where it
-   does not.
+   does not. (By then ``gpu`` has run in the process, so ``auto`` uses the
+   GPU at once; in a fresh process it waits for ``rans.backends.GPU_AFTER``
+   bytes, which repay the first calls measured in 2.)
 2. First calls of the GPU backend in fresh processes, with an empty Numba
    cache (cold) and again with the cache the first left (warm): ``import
    rans``, the first compress and decompress of 1 MiB of bf16 on the GPU, then

@@ -14,9 +14,11 @@ signatures of :func:`rans.codec.encode_tensor` and
 
 ``"auto"`` is the CPU backend (the reference where Numba is missing) and,
 where a CUDA GPU is found, the GPU backend for the tensors it codes faster
-from host memory (:meth:`Backend.pick`, :data:`GPU_FROM`); should the GPU
-fail for another reason than the data (a broken CUDA toolchain, no memory
-left), ``"auto"`` warns once and goes on with the CPU.
+from host memory (:meth:`Backend.pick`, :data:`GPU_FROM`), once a job is
+large enough to repay starting the GPU (:data:`GPU_AFTER`) or at once where
+rans already uses the GPU in the process; should the GPU fail for another
+reason than the data (a broken CUDA toolchain, no memory left), ``"auto"``
+warns once and goes on with the CPU.
 
 Examples
 --------
@@ -60,6 +62,14 @@ GPU_FROM: dict[str, int | None] = {"encode": 16 << 20, "decode": None}
 (None: never). Host arrays in and out, against the CPU backend on the 16 cores of an H100 host
 (``bench/backends.py``, ``bench/NOTES.md`` entry B1)."""
 
+GPU_AFTER = 16 << 30
+"""Bytes of tensors of :data:`GPU_FROM` or more that ``"auto"`` codes on the CPU before it starts the
+GPU, in a process where rans has not used the GPU yet (where it has, a module of :mod:`rans.gpu` is
+loaded, the GPU takes them at once). Starting it (numba-cuda's and torch's imports, the kernels
+loaded or compiled) took 4.6 s with Numba's disk cache and 29.9 s without on an H100 host, against
+about 0.2 s saved per GB once it runs (1 GiB: 953 MB/s on 16 cores against 1,172; ``bench/NOTES.md``
+entry B1): a job repays it only past some 20 GB, so a smaller one stays on the CPU."""
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -75,12 +85,12 @@ class Backend:
     join: Callable[..., Any] = dtypes.join
     encode_tensor: Callable[..., Any] | None = None
     decode_tensor: Callable[..., Any] | None = None
-    large: Backend | None = None
-    """``"auto"`` only: the backend for tensors from :data:`GPU_FROM` on (the GPU's)."""
+    large: _Gpu | None = None
+    """``"auto"`` only, where a driver is found: the GPU backend, for tensors from :data:`GPU_FROM` on."""
 
     def pick(self, work: str, nbytes: int) -> Backend:
         """The backend that does ``work`` (``"encode"`` or ``"decode"``) on a tensor of ``nbytes`` bytes:
-        :attr:`large` from ``GPU_FROM[work]`` on, else this one.
+        the GPU's from ``GPU_FROM[work]`` on once it is started (:data:`GPU_AFTER`), else this one.
 
         Examples
         --------
@@ -89,7 +99,31 @@ class Backend:
         'cpu'
         """
         start = GPU_FROM[work]
-        return self.large if self.large is not None and start is not None and nbytes >= start else self
+        if self.large is None or start is None or nbytes < start:
+            return self
+        return self.large.take(nbytes) or self
+
+
+class _Gpu:
+    """``"auto"``'s GPU backend, loaded when the bytes offered to it pass :data:`GPU_AFTER` or rans
+    already uses the GPU in the process; ``None`` until then, and for good where it cannot load."""
+
+    def __init__(self, host: Backend) -> None:
+        self.host = host
+        self.offered = 0
+        self.backend: Backend | None = None
+        self.absent = False
+
+    def take(self, nbytes: int) -> Backend | None:
+        """The GPU backend for a tensor of ``nbytes`` bytes, or ``None``: the host backend codes it."""
+        if self.backend is None and not self.absent:
+            self.offered += nbytes
+            if self.offered > GPU_AFTER or _gpu_in_use():
+                try:
+                    self.backend = _guarded(_load("gpu"), self.host)
+                except InvalidArgumentError:
+                    self.absent = True
+        return self.backend
 
 
 def get(name: str = "auto") -> Backend:
@@ -120,11 +154,13 @@ def _auto() -> Backend:
     assert host is not None, "the reference backend is always available"
     if not _driver_present():
         return host
-    try:
-        gpu = _load("gpu")
-    except InvalidArgumentError:
-        return host
-    return dataclasses.replace(host, large=_guarded(gpu, host))
+    return dataclasses.replace(host, large=_Gpu(host))
+
+
+def _gpu_in_use() -> bool:
+    """Whether rans has used the GPU in this process (a module of :mod:`rans.gpu` is loaded), so that
+    starting it costs ``"auto"`` nothing more."""
+    return "rans.gpu" in sys.modules
 
 
 def _driver_present() -> bool:

@@ -321,8 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes that share the encoding with --backend reference (default 1; unused by the others)")
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"symbols per chunk (default {DEFAULT_CHUNK})")
     p.add_argument("--backend", choices=("auto", *backends.NAMES), default="auto",
-                   help="the codec: auto (default: the CPU, and a GPU where one is found for tensors of 16 MiB or more), "
-                        "cpu, reference or gpu; all write the same bytes")
+                   help="the codec: auto (default: the CPU; where a GPU is found, it joins for tensors of 16 MiB or more "
+                        "once 16 GiB of them have passed, which repays starting it), cpu, reference or gpu; all write the same bytes")
     p.set_defaults(run=compress)
 
     p = commands.add_parser("decompress", parents=[common], help="back to the original safetensors, byte for byte",

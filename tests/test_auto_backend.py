@@ -26,6 +26,7 @@ class FakeGpu:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.fail: Exception | None = None
+        self.loads = 0
 
     def encode_tensor(self, array: Any, name: str, chunk: int) -> Any:
         self.calls.append("encode")
@@ -45,11 +46,20 @@ class FakeGpu:
 
 @pytest.fixture
 def gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGpu]:
-    """A fake GPU that ``"auto"`` finds, used from 4 KiB on."""
+    """A fake GPU that ``"auto"`` finds, used from 4 KiB on and started at once (its loads counted in ``loads``)."""
     fake = FakeGpu()
     load = backends._load
+
+    def loader(name: str) -> backends.Backend:
+        if name != "gpu":
+            return load(name)
+        fake.loads += 1
+        return fake.backend()
+
     monkeypatch.setattr(backends, "_driver_present", lambda: True)
-    monkeypatch.setattr(backends, "_load", lambda name: fake.backend() if name == "gpu" else load(name))
+    monkeypatch.setattr(backends, "_load", loader)
+    monkeypatch.setattr(backends, "GPU_AFTER", 0)
+    monkeypatch.setattr(backends, "_gpu_in_use", lambda: False)
     monkeypatch.setitem(backends.GPU_FROM, "encode", 4096)
     monkeypatch.setitem(backends.GPU_FROM, "decode", 4096)
     backends._auto.cache_clear()
@@ -89,6 +99,26 @@ def test_auto_codes_large_tensors_on_the_gpu(gpu: FakeGpu, tmp_path: Any) -> Non
     assert loaded["small"].tobytes() == small.tobytes() and loaded["large"].tobytes() == large.tobytes()
 
 
+def test_the_gpu_starts_once_a_job_repays_it(gpu: FakeGpu, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small tensors never load the GPU; large ones stay on the CPU until their bytes pass GPU_AFTER."""
+    monkeypatch.setattr(backends, "GPU_AFTER", 3 * 4096)
+    small, large = tensor(1024), tensor(4096)
+    rans.compress(small)
+    assert gpu.loads == 0
+    files = [rans.compress(large) for _ in range(3)]
+    assert gpu.calls == [] and gpu.loads == 0
+    files.append(rans.compress(large))
+    assert gpu.calls == ["encode"] and gpu.loads == 1
+    assert len(set(files)) == 1 and files[0] == rans.compress(large, backend="cpu")
+
+
+def test_a_gpu_already_in_use_starts_at_once(gpu: FakeGpu, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "GPU_AFTER", 1 << 60)
+    monkeypatch.setattr(backends, "_gpu_in_use", lambda: True)
+    rans.compress(tensor(4096))
+    assert gpu.calls == ["encode"] and gpu.loads == 1
+
+
 def test_a_failing_gpu_hands_over_to_the_cpu_once(gpu: FakeGpu) -> None:
     x = tensor(8192)
     expected = rans.compress(x, backend="cpu")
@@ -123,16 +153,22 @@ def test_each_direction_has_its_own_threshold(gpu: FakeGpu, monkeypatch: pytest.
 
 
 @pytest.mark.gpu
-def test_auto_follows_the_thresholds_on_a_real_gpu() -> None:
-    auto = backends.get("auto")
-    x = tensor(16 << 20)
-    for work, start in backends.GPU_FROM.items():
-        if start is None:
-            assert auto.pick(work, 1 << 40) is auto
-        else:
-            assert auto.pick(work, start).name == "gpu" and auto.pick(work, start - 1) is auto
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        data = rans.compress(x)
-        assert data == rans.compress(x, backend="cpu")
-        assert rans.decompress(data).tobytes() == x.tobytes()
+def test_auto_follows_the_thresholds_on_a_real_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the GPU started (as GPU_AFTER has it once a job is large), each direction's threshold holds."""
+    monkeypatch.setattr(backends, "GPU_AFTER", 0)
+    backends._auto.cache_clear()
+    try:
+        auto = backends.get("auto")
+        x = tensor(16 << 20)
+        for work, start in backends.GPU_FROM.items():
+            if start is None:
+                assert auto.pick(work, 1 << 40) is auto
+            else:
+                assert auto.pick(work, start).name == "gpu" and auto.pick(work, start - 1) is auto
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            data = rans.compress(x)
+            assert data == rans.compress(x, backend="cpu")
+            assert rans.decompress(data).tobytes() == x.tobytes()
+    finally:
+        backends._auto.cache_clear()
