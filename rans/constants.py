@@ -27,8 +27,9 @@ GROUP = LANES * RUN
 LANE_COUNTS = (1, 2, 4, 8, 16, 32)
 """Lane counts a coded plane may have."""
 
-LANE_SYMBOLS = 1024
-"""Writers give a plane one lane per this many symbols (a power of two, 1 to 32 lanes)."""
+LANE_SYMBOLS = 4096
+"""Writers give a plane one lane per this many symbols (a power of two, 1 to 32 lanes); ``docs/FORMAT.md``,
+section 10, says why 4096 and not 1024."""
 
 DEFAULT_CHUNK = 1 << 15
 """Chunk size writers use unless told otherwise (32 Ki symbols)."""

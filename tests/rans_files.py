@@ -63,10 +63,10 @@ def align4(offset: int) -> int:
 
 def writer_lanes(n: int) -> int:
     """The lane count a writer gives a coded plane of ``n`` symbols, straight from FORMAT.md 4.4:
-    the largest power of two ``W <= 32`` with ``W * 1024 <= n``, or 1 when ``n < 2048``."""
-    if n < 2048:
+    the largest power of two ``W <= 32`` with ``W * 4096 <= n``, or 1 when ``n < 8192``."""
+    if n < 8192:
         return 1
-    return max(w for w in VALID_LANES if w * 1024 <= n)
+    return max(w for w in VALID_LANES if w * 4096 <= n)
 
 
 def sample_tensors() -> dict[str, np.ndarray]:
@@ -74,7 +74,7 @@ def sample_tensors() -> dict[str, np.ndarray]:
 
     ``w`` (bf16, 512): exponent coded with 1 lane in 2 chunks, sign/mantissa raw;
     ``scales`` (f32 powers of two): exponent coded in 1 chunk, three const planes;
-    ``q`` (int8, 2100): one coded plane with 2 lanes in 9 chunks, the last one short (52 symbols),
+    ``q`` (int8, 8244): one coded plane with 2 lanes in 33 chunks, the last one short (52 symbols),
     and table padding;
     ``bias`` (3 f32): two raw planes with padding between them, two const;
     ``ones`` (f32): four const planes, so no sections and no ``crc32``;
@@ -83,7 +83,7 @@ def sample_tensors() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1234)
     w = rng.normal(0, 0.02, 512).astype(ml_dtypes.bfloat16)
     scales = (2.0 ** rng.integers(-8, 8, 96)).astype(np.float32)
-    q = np.clip(np.round(rng.normal(0, 1.6, 2100)), -127, 127).astype(np.int8)
+    q = np.clip(np.round(rng.normal(0, 1.6, 8244)), -127, 127).astype(np.int8)
     flags = rng.random(40) < 0.5
     # File order: tensors that are slow to decode for their size come last, because a damaged
     # section is found only after every tensor before it has been decoded (this order makes the

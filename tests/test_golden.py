@@ -140,8 +140,8 @@ def test_golden_files_cover_the_format() -> None:
 
 
 def test_golden_multichunk_32_lanes() -> None:
-    """The 70,000-symbol plane: 32 lanes, 69 chunks of 1024, the last one short, as the manifest says."""
-    parsed = parse((GOLDEN / "u8_70000_chunk1024.rans").read_bytes())
+    """The 140,000-symbol plane: 32 lanes, 35 chunks of 4096, the last one short, as the manifest says."""
+    parsed = parse((GOLDEN / "u8_140000_chunk4096.rans").read_bytes())
     (section,) = parsed.sections
-    assert (section.symbols, section.lanes, section.chunk, section.n_chunks) == (70_000, 32, 1024, 69)
-    assert MANIFEST["u8_70000_chunk1024.rans"]["chunk_size"] == 1024
+    assert (section.symbols, section.lanes, section.chunk, section.n_chunks) == (140_000, 32, 4096, 35)
+    assert MANIFEST["u8_140000_chunk4096.rans"]["chunk_size"] == 4096

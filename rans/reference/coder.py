@@ -76,7 +76,7 @@ class Layout:
 
 
 def lanes_for(n: int) -> int:
-    """The lane count writers give a plane of ``n`` symbols: one per 1024 symbols, a power of two up to 32."""
+    """The lane count writers give a plane of ``n`` symbols: one per 4096 symbols, a power of two up to 32."""
     lanes = 1
     while lanes < LANES and 2 * lanes * LANE_SYMBOLS <= n:
         lanes *= 2

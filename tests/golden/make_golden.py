@@ -99,25 +99,26 @@ def golden_files() -> dict[str, dict[str, Any]]:
             "chunk_size": 128,
             "tensors": {"": np.clip(np.round(rng.normal(0, 2, 1000)), -127, 127).astype(np.int8)},
         },
-        # One coded plane of 70,000 symbols in chunks of 1024: 32 lanes, 69 chunks, the last one short
-        # (368 symbols, so lanes sit out its last step).
-        "u8_70000_chunk1024.rans": {
+        # One coded plane of 140,000 symbols in chunks of 4096: 32 lanes, 35 chunks, the last one short
+        # (760 symbols, so lanes sit out its last step).
+        "u8_140000_chunk4096.rans": {
             "api": "compress",
-            "chunk_size": 1024,
-            "tensors": {"": np.minimum(rng.geometric(0.9, 70_000) - 1, 255).astype(np.uint8)},
+            "chunk_size": 4096,
+            "tensors": {"": np.minimum(rng.geometric(0.9, 140_000) - 1, 255).astype(np.uint8)},
         },
         # Headers small enough that the writer stores them as plain JSON (and a 0-d tensor).
         "scalar_u8.rans": {"api": "compress", "chunk_size": 32768, "tensors": {"": np.array(7, dtype=np.uint8)}},
         "no_tensors.rans": {"api": "save_file", "chunk_size": 32768, "metadata": None, "tensors": {}},
-        # Coded planes of 16, 4, 2 and 1 lanes in one file, each in several chunks of 1024.
-        "lanes_chunk1024.rans": {
+        # Coded planes of 16, 8, 4, 2 and 1 lanes in one file, each in several chunks of 4096 (but the last).
+        "lanes_chunk4096.rans": {
             "api": "save_file",
-            "chunk_size": 1024,
-            "metadata": {"lanes": "16, 4, 2, 1"},
+            "chunk_size": 4096,
+            "metadata": {"lanes": "16, 8, 4, 2, 1"},
             "tensors": {
-                "w16": np.minimum(rng.geometric(0.95, 20_000) - 1, 255).astype(np.uint8),
-                "w4": np.clip(np.round(rng.normal(0, 0.4, 4500)), -127, 127).astype(np.int8),
-                "w2": np.minimum(rng.geometric(0.7, 2500) - 1, 255).astype(np.uint8),
+                "w16": np.minimum(rng.geometric(0.95, 80_000) - 1, 255).astype(np.uint8),
+                "w8": np.minimum(rng.geometric(0.9, 40_000) - 1, 255).astype(np.uint8),
+                "w4": np.clip(np.round(rng.normal(0, 0.4, 18_000)), -127, 127).astype(np.int8),
+                "w2": np.minimum(rng.geometric(0.7, 10_000) - 1, 255).astype(np.uint8),
                 "w1": rng.normal(0, 0.02, 1500).astype(bf16),
             },
         },
