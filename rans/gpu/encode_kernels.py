@@ -272,6 +272,13 @@ def _encode_symbol(x, s, active, rcp, info, votes, lane, above, emitted, out, la
 
 
 @cuda.jit(device=True, inline=True)
+def _group_words(view, k, ok, length, size):
+    """The words of the group of 4 symbols from symbol ``k`` of a chunk of ``length``: read only if ``ok``,
+    the group is whole and ``size <= 4`` (else zeros; :func:`_quad` reads the others byte by byte)."""
+    return _words(view, uint32(max(k, 0) >> 2), ok and size <= 4 and length - k >= RUN, size)
+
+
+@cuda.jit(device=True, inline=True)
 def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, votes, lane, above, out, chunk):
     """One lane's part of coding a chunk of ``length`` symbols from element ``start``; return (final state, words emitted).
 
@@ -291,8 +298,7 @@ def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, vote
     last = uint32(chunk - 1)
     span = lanes * RUN
     step = (length + span - 1) // span
-    k1 = ((step - 1) * lanes + lane) * RUN
-    w0, w1, w2, w3 = _words(words, uint32(max(k1, 0) >> 2), mine and size <= 4 and step > 0 and length - k1 >= RUN, size)
+    w0, w1, w2, w3 = _group_words(words, ((step - 1) * lanes + lane) * RUN, mine and step > 0, length, size)
     while step > 0:
         step -= 1
         k0 = (step * lanes + lane) * RUN
@@ -303,8 +309,7 @@ def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, vote
                 packed = _quad_of(w0, w1, w2, w3, size, sa, ma, sb, mb)
             else:
                 packed = _quad(in8, base, size, sa, ma, sb, mb, start + k0, valid)
-        k1 = k0 - lanes * RUN
-        w0, w1, w2, w3 = _words(words, uint32(max(k1, 0) >> 2), mine and size <= 4 and step > 0 and length - k1 >= RUN, size)
+        w0, w1, w2, w3 = _group_words(words, k0 - lanes * RUN, mine and step > 0, length, size)
         for u in range(RUN - 1, -1, -1):
             s = uint32((packed >> uint32(8 * u)) & uint32(0xFF))
             x, emitted = _encode_symbol(x, s, mine and u < valid, rcp, info, votes, lane, above, emitted, out, last)
@@ -372,8 +377,9 @@ def _put_group(target, words, w, skip, packed):
 
 
 RAW_UNROLL = 4
-"""Groups a thread of :func:`split_raw` loads before it uses any: one load at a time left the kernel waiting on
-memory 41% of the time at 37% occupancy (``bench/NOTES.md``, entry E7)."""
+"""Groups a thread of :func:`split_raw` loads before it uses any (:func:`_raw_quads` is written out for
+four): one load at a time left the kernel waiting on memory 41% of the time at 37% occupancy
+(``bench/NOTES.md``, entry E7)."""
 assert RAW_QUADS % (RAW_UNROLL * CRC_THREADS) == 0
 
 

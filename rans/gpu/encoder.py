@@ -347,14 +347,9 @@ def _aligned(in8: Any, stream: Any) -> Any:
     return copy.view(0, np.uint8, (in8.size,))
 
 
-def _crc_constants() -> tuple[Any, ...]:
-    """:func:`crc.constants` as views for :func:`launch.run` (made once)."""
-    if not _CRC:
-        _CRC.extend(c if SIMULATED else memory.span(c, 0, c.dtype, c.shape) for c in crc.constants())
-    return tuple(_CRC)
-
-
-_CRC: list[Any] = []
+def _crc_constants() -> list[Any]:
+    """:func:`crc.constants` (made once on the device) as views for :func:`launch.run`."""
+    return [c if SIMULATED else memory.span(c, 0, c.dtype, c.shape) for c in crc.constants()]
 
 
 def _source(in8: Any, keep: Any) -> _Source:
@@ -749,11 +744,7 @@ def encode_tensor(array: Any, name: str, chunk: int, workers: int = 1) -> tuple[
     encoded = encode_file({name: array}, chunk_size=chunk)
     entry = encoded.entries[0]
     start, end = entry.span()
-    data = np.empty(end - start, dtype=np.uint8)
-    if end > start and SIMULATED:
-        encoded.buffer[start:end].copy_to_host(data)
-    elif end > start:
-        memory.to_host(memory.span(encoded.buffer, start, np.uint8, (end - start,)), _stream(None), data)
+    data = _to_host(_view(encoded.buffer, start, np.uint8, (end - start,)), _stream(None))
     sections = [memoryview(data)[p.offset - start : p.offset - start + p.length] for p in entry.sections]
     for p in entry.planes:
         p.offset = 0

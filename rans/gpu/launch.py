@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .memory import Span
+from .memory import Span, handle
 from .warp import SIMULATED
 
 
@@ -74,12 +74,12 @@ _CORE_STREAMS: dict[int, Any] = {}
 def _core_stream(stream: Any) -> Any:
     """A ``cuda.core`` stream on the handle of the Numba ``stream`` (made once per handle): ``cuda.core``
     deprecates being handed other libraries' stream objects."""
-    handle = int(stream.__cuda_stream__()[1])
-    core = _CORE_STREAMS.get(handle)
+    key = handle(stream)
+    core = _CORE_STREAMS.get(key)
     if core is None:
         from cuda.core import Stream
 
-        core = _CORE_STREAMS[handle] = Stream.from_handle(handle)
+        core = _CORE_STREAMS[key] = Stream.from_handle(key)
     return core
 
 
@@ -105,6 +105,13 @@ def _marshal(args: tuple[Any, ...]) -> list[Any]:
     return values
 
 
+def _numba_arguments(args: tuple[Any, ...]) -> list[Any]:
+    """The same arguments as Numba's device arrays and Python integers."""
+    from numba import cuda
+
+    return [cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=a, sync=False) if isinstance(a, Span) else int(a) for a in args]
+
+
 def _compiled(dispatcher: Any, key: tuple[Any, ...], args: tuple[Any, ...]) -> Any:
     """The kernel function for ``key``, or ``None`` to launch through Numba: made and checked once per signature.
 
@@ -116,9 +123,8 @@ def _compiled(dispatcher: Any, key: tuple[Any, ...], args: tuple[Any, ...]) -> A
     function = None
     try:
         from cuda.core import LaunchConfig  # noqa: F401  (present where launches go through cuda.core)
-        from numba import cuda
 
-        values = [cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=a, sync=False) if isinstance(a, Span) else int(a) for a in args]
+        values = _numba_arguments(args)
         kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(v) for v in values))
         theirs: list[Any] = []
         for argtype, value in zip(kernel.argument_types, values):
@@ -142,10 +148,7 @@ def run(dispatcher: Any, grid: int, block: int, stream: Any, *args: Any) -> None
     key = (dispatcher, *(_key(a) for a in args))
     function = _compiled(dispatcher, key, args)
     if function is None:
-        from numba import cuda
-
-        arrays = [cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=a, sync=False) if isinstance(a, Span) else a for a in args]
-        dispatcher[grid, block, stream](*arrays)
+        dispatcher[grid, block, stream](*_numba_arguments(args))
         return
     from cuda.core import LaunchConfig, launch
 

@@ -72,7 +72,8 @@ def span(owner: Any, start: int, dtype: Any, shape: tuple[int, ...]) -> Span:
     return Span(pointer(owner) + start, dtype, shape, owner)
 
 
-def _handle(stream: Any) -> int:
+def handle(stream: Any) -> int:
+    """The CUDA stream handle of a Numba stream."""
     return int(stream.__cuda_stream__()[1])
 
 
@@ -91,7 +92,7 @@ def to_device(dst: int, host: np.ndarray, stream: Any) -> None:
     from cuda.bindings import driver
 
     if host.nbytes:
-        _check(driver.cuMemcpyHtoDAsync(dst, host.ctypes.data, host.nbytes, _handle(stream)), "a copy to the GPU")
+        _check(driver.cuMemcpyHtoDAsync(dst, host.ctypes.data, host.nbytes, handle(stream)), "a copy to the GPU")
 
 
 def to_host(source: Span, stream: Any, out: np.ndarray | None = None) -> np.ndarray:
@@ -101,8 +102,8 @@ def to_host(source: Span, stream: Any, out: np.ndarray | None = None) -> np.ndar
     if out is None:
         out = np.empty(source.shape, dtype=source.dtype)
     if source.nbytes:
-        _check(driver.cuMemcpyDtoHAsync(out.ctypes.data, source.ptr, source.nbytes, _handle(stream)), "a copy from the GPU")
-    _check(driver.cuStreamSynchronize(_handle(stream)), "a stream synchronization")
+        _check(driver.cuMemcpyDtoHAsync(out.ctypes.data, source.ptr, source.nbytes, handle(stream)), "a copy from the GPU")
+    _check(driver.cuStreamSynchronize(handle(stream)), "a stream synchronization")
     return out
 
 
@@ -111,4 +112,4 @@ def copy(dst: Span, source: Span, stream: Any) -> None:
     from cuda.bindings import driver
 
     if source.nbytes:
-        _check(driver.cuMemcpyDtoDAsync(dst.ptr, source.ptr, source.nbytes, _handle(stream)), "a copy on the GPU")
+        _check(driver.cuMemcpyDtoDAsync(dst.ptr, source.ptr, source.nbytes, handle(stream)), "a copy on the GPU")
