@@ -87,10 +87,8 @@ def phases(x_gpu, kind: str) -> dict[str, float]:
         mark = now
 
     call = encoder._Call({"": x_gpu}, 32768, FORMAT[kind], None, None)
-    call.plan()
-    lap("histogram + plan")
-    call.encode()
-    lap("encode")
+    call.plan_and_encode()
+    lap("histogram, plan, encode")
     data = call.lay_out(None)
     lap("layout")
     crcs = call.assemble(data)

@@ -46,8 +46,9 @@ def plan_counts(
 ) -> tuple[str, np.ndarray | None]:
     """The mode for a plane of ``n`` symbols with byte ``counts``, and its table if it is to be coded.
 
-    Encoders that count symbols elsewhere (the GPU's) plan with this, so every backend chooses alike;
-    ``quantize`` and ``serialized_size`` are :mod:`rans.reference.tables`' or a backend's faster equals.
+    Every backend's choice is this one (the GPU's, made on the device by :func:`rans.gpu.tables.plan`,
+    is tested against it); ``quantize`` and ``serialized_size`` are :mod:`rans.reference.tables`' or a
+    backend's faster equals.
     """
     if n == 0:
         return "raw", None

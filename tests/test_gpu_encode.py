@@ -17,17 +17,18 @@ import zlib
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import rans
 from rans import api, codec, container, dtypes
 from rans.constants import M
-from rans.reference import coder
+from rans.reference import coder, tables
 from weights import weights
 
 cuda = pytest.importorskip("numba.cuda")
 from rans.gpu import crc, encoder  # noqa: E402
+from rans.gpu import tables as gpu_tables  # noqa: E402
 
 SIMULATED = bool(__import__("numba").config.ENABLE_CUDASIM)
 SMALL = settings(max_examples=4 if SIMULATED else 40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -82,6 +83,9 @@ def test_drawn_tensors_give_the_reference_file(kind: str, n: int, chunk: int, se
     data=st.binary(max_size=700 if SIMULATED else 100_000),
     chunk=st.sampled_from([128, 256]),
 )
+@example(dtype="BOOL", data=b"\x00\x01", chunk=128)  # one raw plane of 1-byte elements: no second pass
+@example(dtype="U8", data=bytes(range(256)), chunk=128)
+@example(dtype="BF16", data=bytes(range(256)), chunk=128)  # raw float planes: the bytes counted again
 def test_arbitrary_bytes_of_every_dtype_give_the_reference_file(dtype: str, data: bytes, chunk: int) -> None:
     """Any bytes (NaN payloads, denormals, runs, one symbol, all 256) viewed as any dtype: the same file."""
     itemsize = dtypes.DTYPES[dtype].itemsize
@@ -180,7 +184,7 @@ def test_reciprocals_divide_exactly(f: int, x: int) -> None:
     """The encode table's reciprocal gives x // f for every 32-bit state (the kernel's arithmetic, in Python)."""
     freq = np.zeros(256, np.int64)
     freq[0], freq[1] = f, M - f
-    table = encoder.encode_table(freq)
+    table = gpu_tables.encode_table(freq)
     rcp, info = int(table[0]), int(table[256])
     x = 1 + x % ((f << 20) - 1)  # a state the encoder divides: renormalized, so from 1 to below f << 20
     t = (x * rcp) >> 32
@@ -188,6 +192,50 @@ def test_reciprocals_divide_exactly(f: int, x: int) -> None:
     coded = (x + ((info >> 12) & 0x1FFF) + q * (info & 0xFFF)) & 0xFFFFFFFF
     assert coded == (x // f) * M + x % f
     assert (info & 0xFFF) == M - f
+
+
+@st.composite
+def histograms(draw: st.DrawFn) -> np.ndarray:
+    """Symbol counts of a plane: a few or all 256 symbols present, counts from 1 to 2**40, or many rare
+    symbols beside a common one (raised to a frequency of 1, they take more than M from the rest)."""
+    counts = np.zeros(256, np.uint64)
+    present = draw(st.lists(st.integers(0, 255), min_size=1, max_size=256, unique=True))
+    shape = draw(st.sampled_from(["small", "wide", "rare"]))
+    for k, s in enumerate(present):
+        if shape == "rare" and k:
+            counts[s] = draw(st.integers(1, 3))
+        else:
+            counts[s] = draw(st.integers(1, 50) if shape == "small" else st.integers(1, 2**40))
+    if shape == "rare":
+        counts[present[0]] = draw(st.integers(10**6, 2**40))
+    return counts
+
+
+@settings(SMALL, max_examples=12 if SIMULATED else 300)
+@given(planes=st.lists(histograms(), min_size=1, max_size=3), chunk=st.sampled_from([128, 32768]), empty=st.booleans())
+def test_tables_planned_on_the_gpu_are_the_hosts(planes: list[np.ndarray], chunk: int, empty: bool) -> None:
+    """:func:`rans.gpu.tables.plan` picks each plane's mode and table as :func:`rans.codec.plan_counts` does with
+    the reference quantizer, and lays out the encoder's table as :func:`rans.gpu.tables.encode_table`; a plane
+    may be counted in several histograms (a split "none" plane in its byte planes'), whose sum it plans."""
+    counts = np.stack(planes + ([np.zeros(256, np.uint64)] if empty else []))
+    sums = [(j, 1) for j in range(len(counts))] + [(0, len(counts))]  # each histogram, then all of them summed
+    n = [int(counts[first : first + rows].sum()) for first, rows in sums]
+    rows = np.array([[first, k, n[j], coder.lanes_for(n[j]), chunk, j] for j, (first, k) in enumerate(sums)], np.int64)
+    info, freq, table = (cuda.to_device(np.zeros((len(sums), w), t)) for w, t in ((4, np.int64), (256, np.int16), (512, np.uint32)))
+    gpu_tables.plan[len(sums), gpu_tables.PLAN_THREADS](cuda.to_device(counts), cuda.to_device(rows), gpu_tables.cost_table(), info, freq, table)
+    info, freq, table = info.copy_to_host(), freq.copy_to_host(), table.copy_to_host()
+    for j, (first, k) in enumerate(sums):
+        c = counts[first : first + k].sum(axis=0).astype(np.int64)
+        mode, f = codec.plan_counts(c, n[j], chunk, tables.quantize, tables.serialized_size)
+        assert gpu_tables.MODES[int(info[j, gpu_tables.I_MODE])] == mode
+        symbols = np.flatnonzero(c)
+        if symbols.size:
+            assert (info[j, gpu_tables.I_LOW], info[j, gpu_tables.I_HIGH]) == (symbols[0], symbols[-1])
+        if symbols.size > 1:
+            assert info[j, gpu_tables.I_TABLE] == tables.serialized_size(tables.quantize(c))
+        if mode == "coded":
+            assert (freq[j] == f).all()
+            assert (table[j] == gpu_tables.encode_table(f)).all()
 
 
 @SMALL
@@ -233,19 +281,20 @@ COMPILE = textwrap.dedent(
         nvrtc.get_supported_ccs()
     except Exception:  # the NVRTC library is not installed
         sys.exit(77)
-    from rans.gpu import crc, encode_kernels as ek
+    from rans.gpu import crc, encode_kernels as ek, tables
     u8, u16, u32, i64 = (t.Array(x, 1, "C") for x in (t.uint8, t.uint16, t.uint32, t.int64))
-    i2, u2, q2 = (t.Array(x, 2, "C") for x in (t.int64, t.uint32, t.uint64))
+    i2, u2, q2, h2 = (t.Array(x, 2, "C") for x in (t.int64, t.uint32, t.uint64, t.int16))
     signatures = {
         "histogram": (u8, u32, i2, i2, i64, q2),
-        "encode": (u8, u32, u2, i2, i2, u16, u32, u32),
+        "plan": (q2, i2, i64, i2, h2, u2),
+        "encode": (u8, u32, u2, i2, i2, i2, u16, u32, u32),
         "split_raw": (u8, u32, i2, i64, u8, u32, u2, u2, u2, u32),
         "compact": (i2, i64, i64, u16, u32, u32, u16, u32),
         "scatter": (u8, i2, u8),
         "crc_blocks": (u8, u32, i2, i64, u2, u2, u2, u32),
     }
     for name, signature in signatures.items():
-        module = crc if name == "crc_blocks" else ek
+        module = crc if name == "crc_blocks" else tables if name == "plan" else ek
         ptx, _ = cuda.compile_ptx(getattr(module, name).py_func, signature, cc=(9, 0))
         assert ".local" not in ptx, name
     """

@@ -37,12 +37,13 @@ from numba import cuda, uint8, uint16, uint32, uint64
 
 from ..constants import ENCODE_SHIFT, LANES, M, RUN, STATE_LOW, WORD_BITS
 from .crc import CRC_BLOCK, CRC_SHARED_WORDS, CRC_THREADS, CRC_WARPS, SHIFT_COLUMNS, block_crc, shift_in_warp, stage_tables
+from .tables import CODED, I_MODE, RAW
 from .warp import SIMULATED, VOTE_BYTES, WARPS_PER_BLOCK, ballot, load4, tail
 
 # Columns of an extractor (int64): where a plane's symbols come from.
 X_BASE, X_SIZE, X_SA, X_MA, X_SB, X_MB = range(6)
 # Further columns of a coded plane descriptor for :func:`encode`.
-E_TABLE, E_LANES, E_CHUNK, E_N, E_SCRATCH, E_FIRST = range(6, 12)
+E_SLOT, E_LANES, E_CHUNK, E_N, E_SCRATCH, E_FIRST, E_RIVALS, E_RIVAL_COUNT = range(6, 14)
 # Further columns of a raw plane descriptor for :func:`split_raw`.
 R_N, R_DST, R_FIRST_ITEM, R_AFTER, R_TENSOR = range(6, 11)
 # Columns of a coded plane descriptor for :func:`compact`.
@@ -317,14 +318,19 @@ def _encode_chunk(in8, in32, planes, plane, size, start, length, rcp, info, vote
 
 
 @cuda.jit(cache=True, **({} if SIMULATED else {"max_registers": ENCODE_REGISTERS}))
-def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
-    """Code every chunk listed in ``groups`` (plane, first chunk, chunk count).
+def encode(in8, in32, tables, plans, planes, groups, scratch16, states, counts):
+    """Code every chunk listed in ``groups`` (plane, first chunk, chunk count) of the planes planned coded.
 
     Chunk ``c`` of plane ``p`` (``g = planes[p, E_FIRST] + c`` over the
-    launch's planes) leaves its words in ``scratch16`` at the end of its
+    call's chunks) leaves its words in ``scratch16`` at the end of its
     region ``[E_SCRATCH + c * chunk, E_SCRATCH + (c + 1) * chunk)``, in file
     order, its final states in ``states[g * 32 + lane]`` and its word count
-    in ``counts[g]``. ``tables[row]`` holds ``rcp[256]`` then ``info[256]``.
+    in ``counts[g]``. The plane's ``E_SLOT`` names its row of
+    :func:`rans.gpu.tables.plan`'s outputs: ``plans[slot, I_MODE]``, and
+    ``tables[slot]``, ``rcp[256]`` then ``info[256]``. A plane is coded if
+    its mode is ``CODED`` and the ``E_RIVAL_COUNT`` slots from ``E_RIVALS``
+    (a tensor's planes in its preferred split, for its split "none" plane)
+    are all ``RAW``; the chunks of other planes are skipped.
     """
     rcp = cuda.shared.array(256, uint32)
     info = cuda.shared.array(256, uint32)
@@ -338,7 +344,12 @@ def encode(in8, in32, tables, planes, groups, scratch16, states, counts):
     above = uint32(uint32(0xFFFFFFFF) ^ below ^ (uint32(1) << uint32(lane)))
     for g in range(cuda.blockIdx.x, groups.shape[0], cuda.gridDim.x):
         plane = groups[g, 0]
-        row = planes[plane, E_TABLE]
+        row = planes[plane, E_SLOT]
+        used = plans[row, I_MODE] == CODED
+        for r in range(planes[plane, E_RIVALS], planes[plane, E_RIVALS] + planes[plane, E_RIVAL_COUNT]):
+            used = used and plans[r, I_MODE] == RAW
+        if not used:
+            continue
         for i in range(tid, 256, cuda.blockDim.x):
             rcp[i] = tables[row, i]
             info[i] = tables[row, 256 + i]
@@ -473,14 +484,17 @@ def split_raw(in8, in32, planes, item_plane, out8, out32, table, operators, shif
 def compact(planes, chunk_plane, first_word, scratch16, states, counts, out16, out32):
     """Move every coded chunk's states, word count (all chunks' but the last) and words into its section.
 
-    Block ``b`` handles chunk ``b`` of the file (``chunk_plane[b]`` its
-    plane); ``first_word[b]`` is the index of its first word in its plane's
-    words. ``K_STATES``, ``K_COUNTS`` and ``K_WORDS`` are byte offsets in the
-    output of the section's states, counts and words.
+    Block ``b`` handles chunk ``b`` of the call (``chunk_plane[b]`` its
+    plane, -1 for the chunks of planes that were not coded); ``first_word[b]``
+    is the index of its first word in its plane's words. ``K_STATES``,
+    ``K_COUNTS`` and ``K_WORDS`` are byte offsets in the output of the
+    section's states, counts and words.
     """
     tid = cuda.threadIdx.x
     for g in range(cuda.blockIdx.x, chunk_plane.shape[0], cuda.gridDim.x):
         p = chunk_plane[g]
+        if p < 0:
+            continue
         c = g - planes[p, K_FIRST]
         lanes = planes[p, K_LANES]
         chunk = planes[p, K_CHUNK]

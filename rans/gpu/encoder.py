@@ -1,22 +1,26 @@
 """Host side of the GPU encoder: the same file as the reference encoder, made on the GPU.
 
-A call runs in four rounds, each ending in one small device-to-host copy:
+A call runs in three rounds, each ending in one wait for the GPU and small
+device-to-host copies:
 
 1. :func:`encode_kernels.histogram` counts the symbols of every plane of
    each tensor's preferred split (the split is fused: symbols are computed
-   from the tensor's elements). The host plans each plane exactly as
-   :func:`rans.codec.encode_tensor` does (:func:`rans.codec.plan_counts`);
-   a BF16 or F32 tensor whose planes would all be raw has its bytes counted
-   in a second pass, for split ``"none"``. The host builds the encode tables.
-2. :func:`encode_kernels.encode` codes every chunk of every coded plane into
-   scratch memory and leaves each chunk's word count. The host adds the
-   counts up per plane (the words' offsets) and lays the file out.
-3. Raw planes are split straight into their sections (checksummed as they
+   from the tensor's elements); :func:`tables.plan` chooses each plane's
+   mode and table as :func:`rans.codec.plan_counts` does, and those of the
+   tensor's bytes as one plane (split ``"none"``) beside them where the
+   dtype allows it; :func:`encode_kernels.encode` codes every chunk of
+   every plane planned coded (a split ``"none"`` plane only where the
+   tensor's other planes are all raw) into scratch memory and leaves each
+   chunk's word count. The host reads the plans and the counts, serializes the tables
+   and lays the file out. A BF16 or F32 tensor whose planes would all be
+   raw has its bytes counted, planned and coded in a second pass of this
+   round, for split ``"none"``.
+2. Raw planes are split straight into their sections (checksummed as they
    are written), the chunks' states, counts and words are moved into
    theirs, section headers, tables and padding are copied in, and
    :func:`crc.crc_blocks` checksums the rest of each tensor's
    span. The host builds the container header.
-4. The header is copied in front of the sections.
+3. The header is copied in front of the sections.
 
 Sections are laid out from byte ``R`` of one device buffer, ``R`` an upper
 bound of the header's length; the file is the slice that starts ``len(header)``
@@ -34,47 +38,18 @@ from typing import Any, Mapping
 import numpy as np
 from numba import cuda
 
-from .. import codec, container, dtypes
-from ..cpu.tables import quantize, serialize, serialized_size
-from ..constants import DEFAULT_CHUNK, GROUP, LANE_COUNTS, LANES, M
+from .. import container, dtypes
+from ..cpu.tables import serialize
+from ..constants import DEFAULT_CHUNK, GROUP, LANE_COUNTS, LANES
 from ..errors import InvalidArgumentError
-from ..reference import coder, tables
+from ..reference import coder
 from . import crc, launch, memory
 from . import encode_kernels as ek
+from . import tables as gt
 from .decoder import _stream
 from .warp import SIMULATED, WARPS_PER_BLOCK
 
 _TORCH_DTYPES: dict[str, str] = {v: k for k, v in dtypes.TORCH.items()}
-
-
-def encode_table(freq: np.ndarray) -> np.ndarray:
-    """``uint32[512]``: each symbol's reciprocal of its frequency, then ``M - freq | bias << 12 | shift << 25``.
-
-    For ``freq >= 2`` with ``l = ceil(log2(freq))``: reciprocal
-    ``floor(2**32 * (2**l - freq) / freq) + 1``, shift ``l - 1``, bias the
-    cumulative frequency; ``x // freq`` is then exact for every 32-bit ``x``.
-    For ``freq == 1`` the reciprocal ``2**32 - 1`` gives ``x - 1`` and the
-    bias ``cum + M - 1`` makes up for it (ryg_rans's trick).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from rans.gpu.encoder import encode_table
-    >>> freq = np.zeros(256, np.int64); freq[:2] = (4095, 1)
-    >>> t = encode_table(freq)
-    >>> int(t[0]), int(t[256]) & 0xFFF, int(t[257]) >> 12 & 0x1FFF
-    (1048833, 1, 8190)
-    """
-    freq = np.asarray(freq, dtype=np.int64)
-    cum = tables.cumulative(freq)
-    f = np.maximum(freq, 1)
-    l = np.ceil(np.log2(f)).astype(np.int64)  # exact: f < 2**12
-    rcp = np.where(f == 1, (1 << 32) - 1, ((1 << 32) * ((1 << l) - f)) // f + 1)
-    shift = np.maximum(l - 1, 0)
-    bias = np.where(f == 1, cum + M - 1, cum)
-    info = (M - f) | (bias << 12) | (shift << 25)
-    present = freq > 0
-    return np.concatenate((np.where(present, rcp, 0), np.where(present, info, 0))).astype(np.uint32)
 
 
 def _planes(name: str) -> list[tuple[int, int, int, int]]:
@@ -126,6 +101,7 @@ class _PlanePlan:
     lanes: int = 0
     table: bytes = b""
     layout: coder.Layout | None = None
+    slot: int = 0  # its row of the plan's outputs
     first_chunk: int = 0  # over the whole call
     scratch: int = 0  # first word of its scratch region
     entry_plane: container.Plane | None = None
@@ -138,7 +114,8 @@ class _Tensor:
     shape: tuple[int, ...]
     source: int
     base: int
-    first_slot: int = 0
+    first_chunk: int = 0  # of its region, which its planes share
+    scratch: int = 0
     planes: list[_PlanePlan] = field(default_factory=list)
 
     @property
@@ -347,9 +324,9 @@ def _aligned(in8: Any, stream: Any) -> Any:
     return copy.view(0, np.uint8, (in8.size,))
 
 
-def _crc_constants() -> list[Any]:
-    """:func:`crc.constants` (made once on the device) as views for :func:`launch.run`."""
-    return [c if SIMULATED else memory.span(c, 0, c.dtype, c.shape) for c in crc.constants()]
+def _resident(arrays: Any) -> list[Any]:
+    """Device arrays made once (:func:`crc.constants`, :func:`rans.gpu.tables.cost_table`) as views for :func:`launch.run`."""
+    return [c if SIMULATED else memory.span(c, 0, c.dtype, c.shape) for c in arrays]
 
 
 def _source(in8: Any, keep: Any) -> _Source:
@@ -392,124 +369,158 @@ class _Call:
             self.sources[t.source].tensors.append(i)
 
     # ---------------------------------------------------------------- round 1
-    def count(self, extractors: list[list[tuple[int, int, int, int]]]) -> list[np.ndarray]:
-        """Histograms of each tensor's planes named by ``extractors``: ``uint64[planes, 256]`` per tensor."""
-        slots = 0
-        for t, chosen in zip(self.tensors, extractors):
-            t.first_slot = slots
-            slots += len(chosen)
-        launches, arrays = [], [np.zeros((max(slots, 1), 256), np.uint64)]
-        for source in self.sources:
-            rows, taps, items, first = [], [], [], 0
-            for i in source.tensors:
-                t = self.tensors[i]
-                if not extractors[i] or not t.n:
-                    continue
-                size = dtypes.DTYPES[t.dtype].itemsize
-                words, extra = divmod(t.n * size, 4)
-                rows.append([t.base // 4, words, extra, t.first_slot, len(extractors[i]), first, max(size // 4, 1) - 1])
-                items.append(max(-(-words // ek.HIST_WORDS), 1))
-                first += items[-1]
-                taps.append(np.array(_taps(size, extractors[i]), np.int64).reshape(-1))
-            if rows:
-                launches.append((source, len(arrays), first))
-                arrays += [np.array(rows, np.int64), np.stack(taps), np.repeat(np.arange(len(rows)), items)]
-        device = _upload(arrays, self.stream)
-        counts_d = device[0]
-        for source, at, blocks in launches:
-            launch.run(
-                ek.histogram, min(blocks, ek.HIST_GRID), ek.THREADS, self.stream,
-                source.in8, source.in32, device[at], device[at + 1], device[at + 2], counts_d,
-            )
-        counts = _to_host(counts_d, self.stream)
-        return [counts[t.first_slot : t.first_slot + len(chosen)].astype(np.int64) for t, chosen in zip(self.tensors, extractors)]
+    def plan_and_encode(self) -> None:
+        """Count, plan and code every tensor's planes on the GPU; bring the plans and word counts to the host.
 
-    def plan(self) -> None:
-        """Count symbols and choose each tensor's split and each plane's mode as :func:`rans.codec.encode_tensor` does.
-
-        The bytes of BF16 and F32 elements (what split ``"none"`` codes) are
-        counted only for the tensors whose float planes would all be raw.
+        Each tensor gets a region of chunks and scratch large enough for its
+        preferred planes or for its bytes as one plane, which share it: only
+        one of the two splits is coded. A BF16 or F32 tensor whose float
+        planes are all raw has its bytes counted, planned and coded in a
+        second pass, for split ``"none"``.
         """
-        counts = self.count([_planes(t.dtype) for t in self.tensors])
-        for t, c in zip(self.tensors, counts):
-            if t.dtype == "BOOL" and c[0, 2:].any():
-                raise InvalidArgumentError(f"tensor {t.name!r}: a BOOL array holds bytes other than 0 and 1")
-        choices = [self._choose(t, c) for t, c in zip(self.tensors, counts)]
-        again = [_bytes(t.dtype) if choice is None else [] for t, choice in zip(self.tensors, choices)]
-        if any(again):
-            for i, c in enumerate(self.count(again)):
-                if again[i]:
-                    choices[i] = self._choose(self.tensors[i], c, "none")
-        for t, (n, plans, hists, extractors) in zip(self.tensors, choices):
-            t.planes = []
-            for (mode, freq), h, x in zip(plans, hists, extractors):
-                p = _PlanePlan(mode, x, n, freq)
-                if mode == "const":
-                    p.value = int(np.flatnonzero(h)[0])
-                elif mode == "coded":
-                    p.lanes = self.lanes or coder.lanes_for(n)
-                    p.table = serialize(freq)
-                    p.layout = coder.Layout.of(n, self.chunk, len(p.table), p.lanes)
-                t.planes.append(p)
-
-    def _choose(self, t: _Tensor, counts: np.ndarray, split: str | None = None) -> tuple[int, list, list, list] | None:
-        """Plans for ``t`` under its preferred split (``counts`` of its planes) or split ``"none"`` (``counts`` of its bytes).
-
-        ``None`` when the preferred split leaves every plane raw and the
-        bytes must be counted for split ``"none"``.
-        """
-        split = split or dtypes.splits_of(t.dtype)[0]
-        n = dtypes.plane_length(t.dtype, split, t.n)
-        size = dtypes.DTYPES[t.dtype].itemsize
-        if split == "none":
-            hists = [counts.sum(axis=0)]
-            extractors = [(t.base, 1, 0, 0xFF, 0, 0)]
-        else:
-            hists = list(counts)
-            extractors = [(t.base, size, *x) for x in _planes(t.dtype)]
-        plans = [codec.plan_counts(h, n, self.chunk, quantize, serialized_size) for h in hists]
-        if split != "none" and all(mode == "raw" for mode, _ in plans):
-            if t.dtype in ("BF16", "F32"):
-                return None
-            return self._choose(t, counts, "none")
-        return n, plans, hists, extractors
-
-    # ---------------------------------------------------------------- round 2
-    def encode(self) -> None:
-        """Code every coded plane into scratch; bring each chunk's word count to the host."""
-        chunk = self.chunk
-        self.coded = [p for t in self.tensors for p in t.planes if p.mode == "coded"]
         chunks = scratch = 0
-        for p in self.coded:
-            p.first_chunk, p.scratch = chunks, scratch
-            chunks += p.layout.n_chunks
-            scratch += p.layout.n_chunks * chunk
+        for t in self.tensors:
+            t.first_chunk, t.scratch = chunks, scratch
+            if t.n:
+                size = dtypes.DTYPES[t.dtype].itemsize
+                need = max(len(_planes(t.dtype)) * -(-t.n // self.chunk), -(-size * t.n // self.chunk))
+                chunks += need
+                scratch += need * self.chunk
+            else:
+                t.planes = [_PlanePlan("raw", (t.base, 1, 0, 0xFF, 0, 0), 0)]
         self.n_chunks = chunks
         self.keep = [_empty(2 * scratch, np.uint16), _empty(4 * LANES * chunks, np.uint32), _empty(4 * chunks, np.uint32)]
         self.scratch16, self.states, self.counts_d = (view for _, view in self.keep)
+        self.word_counts = np.zeros(0, np.int64)
+        again = self._pass([i for i, t in enumerate(self.tensors) if t.n], False)
+        if again:
+            self._pass(again, True)
+        self.coded = [p for t in self.tensors for p in t.planes if p.mode == "coded"]
+
+    def _count(self, indices: list[int], extractors: list[list[tuple[int, int, int, int]]]) -> tuple[Any, list[int]]:
+        """Launch the histograms of the planes ``extractors[k]`` of tensor ``indices[k]``: ``uint64[rows, 256]`` on the device, and each tensor's first row."""
+        firsts, rows_total = [], 0
+        for chosen in extractors:
+            firsts.append(rows_total)
+            rows_total += len(chosen)
+        by_source: dict[int, list[int]] = {}
+        for k, i in enumerate(indices):
+            by_source.setdefault(self.tensors[i].source, []).append(k)
+        launches, arrays = [], [np.zeros((max(rows_total, 1), 256), np.uint64)]
+        for source, ks in by_source.items():
+            rows, taps, items, first = [], [], [], 0
+            for k in ks:
+                t = self.tensors[indices[k]]
+                size = dtypes.DTYPES[t.dtype].itemsize
+                words, extra = divmod(t.n * size, 4)
+                rows.append([t.base // 4, words, extra, firsts[k], len(extractors[k]), first, max(size // 4, 1) - 1])
+                items.append(max(-(-words // ek.HIST_WORDS), 1))
+                first += items[-1]
+                taps.append(np.array(_taps(size, extractors[k]), np.int64).reshape(-1))
+            launches.append((self.sources[source], len(arrays), first))
+            arrays += [np.array(rows, np.int64), np.stack(taps), np.repeat(np.arange(len(rows)), items)]
+        device = _upload(arrays, self.stream)
+        for source, at, blocks in launches:
+            launch.run(
+                ek.histogram, min(blocks, ek.HIST_GRID), ek.THREADS, self.stream,
+                source.in8, source.in32, device[at], device[at + 1], device[at + 2], device[0],
+            )
+        return device[0], firsts
+
+    def _pass(self, indices: list[int], none: bool) -> list[int]:
+        """Count, plan and code tensors ``indices`` under their preferred split (``none`` False) or split ``"none"``.
+
+        Returns the tensors whose preferred split left every plane raw and
+        whose bytes must be counted for split ``"none"`` (BF16 and F32).
+        """
+        if not indices:
+            return []
+        extractors = [_bytes(self.tensors[i].dtype) if none else _planes(self.tensors[i].dtype) for i in indices]
+        counts_d, firsts = self._count(indices, extractors)
+        slots = firsts[-1] + len(extractors[-1])
+        plan_rows, candidates = [], []
+        for i, chosen, first in zip(indices, extractors, firsts):
+            t = self.tensors[i]
+            size = dtypes.DTYPES[t.dtype].itemsize
+            k = -(-t.n // self.chunk)
+            preferred = [] if none else [
+                _PlanePlan("", (t.base, size, *x), t.n, slot=first + j, first_chunk=t.first_chunk + j * k, scratch=t.scratch + j * k * self.chunk)
+                for j, x in enumerate(chosen)
+            ]
+            plan_rows += [[p.slot, 1, p.n, coder.lanes_for(p.n), self.chunk, p.slot] for p in preferred]
+            whole = None
+            if none or (size > 1 and t.dtype not in ("BF16", "F32")):
+                whole = _PlanePlan("", (t.base, 1, 0, 0xFF, 0, 0), size * t.n, slot=slots, first_chunk=t.first_chunk, scratch=t.scratch)
+                plan_rows.append([first, len(chosen), whole.n, coder.lanes_for(whole.n), self.chunk, whole.slot])
+                slots += 1
+            candidates.append((i, preferred, whole))
+            for p in preferred + ([whole] if whole else []):
+                p.lanes = self.lanes or coder.lanes_for(p.n)
+        info_d = _view(_allocate(8 * gt.INFO_COLUMNS * slots), 0, np.int64, (slots, gt.INFO_COLUMNS))
+        freq_d = _view(_allocate(2 * 256 * slots), 0, np.int16, (slots, 256))
+        tables_d = _view(_allocate(4 * 512 * slots), 0, np.uint32, (slots, 512))
+        (plan_rows_d,) = _upload([np.array(plan_rows, np.int64)], self.stream)
+        (cost,) = _resident([gt.cost_table()])
+        launch.run(gt.plan, len(plan_rows), gt.PLAN_THREADS, self.stream, counts_d, plan_rows_d, cost, info_d, freq_d, tables_d)
+        self._encode(
+            [(self.tensors[i].source, p, (0, 0)) for i, preferred, _ in candidates for p in preferred]
+            + [(self.tensors[i].source, whole, (preferred[0].slot if preferred else 0, len(preferred))) for i, preferred, whole in candidates if whole],
+            tables_d, info_d,
+        )
+        info = _to_host(info_d, self.stream)
+        freq = _to_host(freq_d, self.stream).astype(np.int64)
+        self.word_counts = _to_host(self.counts_d, self.stream).astype(np.int64)
+        again = []
+        for i, preferred, whole in candidates:
+            t = self.tensors[i]
+            modes = [int(info[p.slot, gt.I_MODE]) for p in preferred]
+            if t.dtype == "BOOL" and int(info[preferred[0].slot, gt.I_HIGH]) > 1:
+                raise InvalidArgumentError(f"tensor {t.name!r}: a BOOL array holds bytes other than 0 and 1")
+            if whole is not None and all(mode == gt.RAW for mode in modes):
+                t.planes = [whole]
+            elif t.dtype in ("BF16", "F32") and all(mode == gt.RAW for mode in modes):
+                again.append(i)
+                continue
+            else:  # a plane of the preferred split is not raw, or the split is "none" (1-byte elements)
+                t.planes = preferred
+            for p in t.planes:
+                p.mode = gt.MODES[int(info[p.slot, gt.I_MODE])]
+                if p.mode == "const":
+                    p.value = int(info[p.slot, gt.I_LOW])
+                elif p.mode == "coded":
+                    p.freq = freq[p.slot]
+                    p.table = serialize(p.freq)
+                    p.layout = coder.Layout.of(p.n, self.chunk, len(p.table), p.lanes)
+        return again
+
+    def _encode(self, planes: list[tuple[int, _PlanePlan, tuple[int, int]]], tables_d: Any, info_d: Any) -> None:
+        """Launch the code of every chunk of ``planes`` (source, plane, rivals), to be skipped on the GPU unless the plane is coded.
+
+        A plane's rivals (first slot, count) are the planes of the tensor's
+        preferred split for its split "none" plane, which is coded only if
+        they are all raw.
+        """
+        chunk = self.chunk
+        by_source: dict[int, list[tuple[_PlanePlan, tuple[int, int]]]] = {}
+        for source, p, rivals in planes:
+            by_source.setdefault(source, []).append((p, rivals))
         launches, arrays = [], []
-        for source in self.sources:
-            rows, groups, table_rows = [], [], []
-            for i in source.tensors:
-                for p in self.tensors[i].planes:
-                    if p.mode != "coded":
-                        continue
-                    rows.append([*p.extractor, len(table_rows), p.lanes, chunk, p.n, p.scratch, p.first_chunk])
-                    table_rows.append(encode_table(p.freq))
-                    k = p.layout.n_chunks
-                    starts = np.arange(0, k, WARPS_PER_BLOCK)
-                    groups.append(np.stack([np.full(starts.size, len(rows) - 1), starts, np.minimum(WARPS_PER_BLOCK, k - starts)], axis=1))
-            if rows:
-                launches.append((source, len(arrays)))
-                arrays += [np.stack(table_rows), np.array(rows, np.int64), np.concatenate(groups).astype(np.int64)]
+        for source, group in by_source.items():
+            rows, groups = [], []
+            for p, rivals in group:
+                rows.append([*p.extractor, p.slot, p.lanes, chunk, p.n, p.scratch, p.first_chunk, *rivals])
+                k = -(-p.n // chunk)
+                starts = np.arange(0, k, WARPS_PER_BLOCK)
+                groups.append(np.stack([np.full(starts.size, len(rows) - 1), starts, np.minimum(WARPS_PER_BLOCK, k - starts)], axis=1))
+            launches.append((self.sources[source], len(arrays)))
+            arrays += [np.array(rows, np.int64), np.concatenate(groups).astype(np.int64)]
         device = _upload(arrays, self.stream)
         for source, at in launches:
-            tables_d, planes_d, groups_d = device[at : at + 3]
+            planes_d, groups_d = device[at : at + 2]
             launch.run(
                 ek.encode, groups_d.shape[0], WARPS_PER_BLOCK * LANES, self.stream,
-                source.in8, source.in32, tables_d, planes_d, groups_d, self.scratch16, self.states, self.counts_d,
+                source.in8, source.in32, tables_d, info_d, planes_d, groups_d, self.scratch16, self.states, self.counts_d,
             )
-        self.word_counts = _to_host(self.counts_d, self.stream, chunks).astype(np.int64)
 
     def lay_out(self, metadata: dict[str, str] | None) -> int:
         """Make the entries, place the sections from offset 0; return the data's length."""
@@ -538,7 +549,7 @@ class _Call:
         self.reserve = container.align(container.PREAMBLE.size + len(text))
         return data
 
-    # ---------------------------------------------------------------- round 3
+    # ---------------------------------------------------------------- round 2
     def assemble(self, data: int) -> np.ndarray:
         """Write every section into a new buffer at ``reserve + offset``; return the tensors' CRC-32s on the host."""
         r = self.reserve
@@ -583,16 +594,16 @@ class _Call:
                 arrays += [np.array(rows, np.int64), np.repeat(np.arange(len(rows)), items)]
 
         if self.coded:
-            rows, chunk_plane, first_word = [], [], []
+            rows, chunk_plane, first_word = [], np.full(self.n_chunks, -1, np.int64), np.zeros(self.n_chunks, np.int64)
             for j, p in enumerate(self.coded):
                 k = p.layout.n_chunks
                 at = r + p.entry_plane.offset
                 rows.append([p.first_chunk, k, self.chunk, p.lanes, p.scratch, at + p.layout.states_at, at + p.layout.counts_at, at + p.layout.words_at])
-                chunk_plane.append(np.full(k, j, np.int64))
+                chunk_plane[p.first_chunk : p.first_chunk + k] = j
                 counts = self.word_counts[p.first_chunk : p.first_chunk + k]
-                first_word.append(np.cumsum(counts) - counts)
+                first_word[p.first_chunk : p.first_chunk + k] = np.cumsum(counts) - counts
             launches.append(("compact", None, len(arrays)))
-            arrays += [np.array(rows, np.int64), np.concatenate(chunk_plane), np.concatenate(first_word).astype(np.int64)]
+            arrays += [np.array(rows, np.int64), chunk_plane, first_word]
 
         cut_spans = []
         for e, (entry, (start, end)) in enumerate(zip(self.entries, spans)):
@@ -612,7 +623,7 @@ class _Call:
 
         device = _upload(arrays, self.stream)
         crcs = device[crc_at]
-        constants = _crc_constants()
+        constants = _resident(crc.constants())
         for what, source, at in launches:
             if what == "scatter":
                 launch.run(ek.scatter, device[at + 1].shape[0], ek.THREADS, self.stream, device[at], device[at + 1], self.out8)
@@ -633,7 +644,7 @@ class _Call:
             )
         return _to_host(crcs, self.stream)
 
-    # ---------------------------------------------------------------- round 4
+    # ---------------------------------------------------------------- round 3
     def finish(self, crcs: np.ndarray, metadata: dict[str, str] | None, data: int) -> Encoded:
         """Put the header in front of the sections; return the file."""
         for entry, value in zip(self.entries, crcs.tolist()):
@@ -696,6 +707,13 @@ def encode_file(
     -------
     Encoded
         The file in device memory, and its header entries.
+
+    Notes
+    -----
+    Besides the tensors and the file, a call holds 2 bytes of scratch per
+    symbol of every plane that may be coded (a tensor's planes and, for
+    dtypes that allow it, its bytes as one plane, which share it): twice
+    the tensor's size, whatever its dtype.
     """
     chunk = coder.check_chunk(chunk_size)
     if not isinstance(tensors, Mapping):
@@ -710,8 +728,7 @@ def encode_file(
         raise InvalidArgumentError(f"lanes must be a power of two from 1 to 32, not {lanes!r}")
     metadata = dict(metadata) if metadata else None
     call = _Call(tensors, chunk, dtype, stream, lanes)
-    call.plan()
-    call.encode()
+    call.plan_and_encode()
     data = call.lay_out(metadata)
     return call.finish(call.assemble(data), metadata, data)
 
