@@ -86,6 +86,7 @@ def test_drawn_tensors_give_the_reference_file(kind: str, n: int, chunk: int, se
 @example(dtype="BOOL", data=b"\x00\x01", chunk=128)  # one raw plane of 1-byte elements: no second pass
 @example(dtype="U8", data=bytes(range(256)), chunk=128)
 @example(dtype="BF16", data=bytes(range(256)), chunk=128)  # raw float planes: the bytes counted again
+@example(dtype="I16", data=bytes.fromhex("020001000003010002000000000103000101000301000102"), chunk=128)  # raw byte planes, coded bytes
 def test_arbitrary_bytes_of_every_dtype_give_the_reference_file(dtype: str, data: bytes, chunk: int) -> None:
     """Any bytes (NaN payloads, denormals, runs, one symbol, all 256) viewed as any dtype: the same file."""
     itemsize = dtypes.DTYPES[dtype].itemsize
