@@ -381,9 +381,8 @@ class _Call:
         chunks = scratch = 0
         for t in self.tensors:
             t.first_chunk, t.scratch = chunks, scratch
-            if t.n:
-                size = dtypes.DTYPES[t.dtype].itemsize
-                need = max(len(_planes(t.dtype)) * -(-t.n // self.chunk), -(-size * t.n // self.chunk))
+            if t.n:  # as many planes as bytes an element has: their chunks hold those of the bytes as one plane too
+                need = len(_planes(t.dtype)) * -(-t.n // self.chunk)
                 chunks += need
                 scratch += need * self.chunk
             else:
@@ -438,7 +437,7 @@ class _Call:
         extractors = [_bytes(self.tensors[i].dtype) if none else _planes(self.tensors[i].dtype) for i in indices]
         counts_d, firsts = self._count(indices, extractors)
         slots = firsts[-1] + len(extractors[-1])
-        plan_rows, candidates = [], []
+        plan_rows, candidates, todo = [], [], []
         for i, chosen, first in zip(indices, extractors, firsts):
             t = self.tensors[i]
             size = dtypes.DTYPES[t.dtype].itemsize
@@ -448,10 +447,12 @@ class _Call:
                 for j, x in enumerate(chosen)
             ]
             plan_rows += [[p.slot, 1, p.n, coder.lanes_for(p.n), self.chunk, p.slot] for p in preferred]
+            todo += [(t.source, p, (0, 0)) for p in preferred]
             whole = None
-            if none or (size > 1 and t.dtype not in ("BF16", "F32")):
+            if none or dtypes.splits_of(t.dtype)[0] == "bytes":  # the byte planes' counts add up to the bytes'
                 whole = _PlanePlan("", (t.base, 1, 0, 0xFF, 0, 0), size * t.n, slot=slots, first_chunk=t.first_chunk, scratch=t.scratch)
                 plan_rows.append([first, len(chosen), whole.n, coder.lanes_for(whole.n), self.chunk, whole.slot])
+                todo.append((t.source, whole, (first, len(preferred))))
                 slots += 1
             candidates.append((i, preferred, whole))
             for p in preferred + ([whole] if whole else []):
@@ -462,23 +463,19 @@ class _Call:
         (plan_rows_d,) = _upload([np.array(plan_rows, np.int64)], self.stream)
         (cost,) = _resident([gt.cost_table()])
         launch.run(gt.plan, len(plan_rows), gt.PLAN_THREADS, self.stream, counts_d, plan_rows_d, cost, info_d, freq_d, tables_d)
-        self._encode(
-            [(self.tensors[i].source, p, (0, 0)) for i, preferred, _ in candidates for p in preferred]
-            + [(self.tensors[i].source, whole, (preferred[0].slot if preferred else 0, len(preferred))) for i, preferred, whole in candidates if whole],
-            tables_d, info_d,
-        )
+        self._encode(todo, tables_d, info_d)
         info = _to_host(info_d, self.stream)
         freq = _to_host(freq_d, self.stream).astype(np.int64)
         self.word_counts = _to_host(self.counts_d, self.stream).astype(np.int64)
         again = []
         for i, preferred, whole in candidates:
             t = self.tensors[i]
-            modes = [int(info[p.slot, gt.I_MODE]) for p in preferred]
             if t.dtype == "BOOL" and int(info[preferred[0].slot, gt.I_HIGH]) > 1:
                 raise InvalidArgumentError(f"tensor {t.name!r}: a BOOL array holds bytes other than 0 and 1")
-            if whole is not None and all(mode == gt.RAW for mode in modes):
+            all_raw = all(int(info[p.slot, gt.I_MODE]) == gt.RAW for p in preferred)
+            if whole is not None and all_raw:
                 t.planes = [whole]
-            elif t.dtype in ("BF16", "F32") and all(mode == gt.RAW for mode in modes):
+            elif all_raw and dtypes.splits_of(t.dtype)[0] == "float":
                 again.append(i)
                 continue
             else:  # a plane of the preferred split is not raw, or the split is "none" (1-byte elements)
