@@ -100,7 +100,7 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane", out: np.nd
     field : str
         Name used in error messages.
     out : numpy.ndarray, optional
-        ``uint8[n]`` to decode into; by default a new array.
+        A C-contiguous ``uint8[n]`` to decode into; by default a new array.
 
     Raises
     ------
@@ -117,6 +117,8 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane", out: np.nd
         raise CorruptDataError(f"initial state below L = {STATE_LOW}", field=field, chunk=int(bad[0]))
     if out is None:
         out = np.empty(n, dtype=np.uint8)
+    elif not (isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == (n,) and out.flags.c_contiguous):
+        raise InvalidArgumentError(f"out must be a C-contiguous uint8 array of {n} elements")
     words = parsed.words if parsed.words.size else np.zeros(1, dtype=np.uint16)
     decode_chunks = kernels.decode_chunks if n >= kernels.PARALLEL_MIN else kernels.decode_chunks_serial
     status = decode_chunks(words, parsed.chunk, layout.lanes, slot_table(parsed.freq), initial, parsed.counts, out)

@@ -25,6 +25,7 @@ import numba as nb
 import numpy as np
 
 from ..constants import ENCODE_SHIFT, M, PROB_BITS, RUN, STATE_LOW, WORD_BITS
+from . import simd
 
 _NUDGE = 2.0**-16
 _WORD_MASK = (1 << WORD_BITS) - 1
@@ -37,18 +38,21 @@ while keeping the threads' meeting points few (each is costly on a busy machine)
 
 
 @nb.njit(cache=True, nogil=True)
-def _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states, scratch):
+def _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, table, states, scratch):
     """Code ``symbols[start : start + length]``; the words end at ``scratch[length]``. Returns the word count.
 
     Branchless: every symbol writes its state's low word to the next free
     place (just before the last word) and claims it only if it emits; that
     place is always inside ``scratch`` because a chunk never has more words
-    than symbols.
+    than symbols. The full steps of a 32-lane chunk are vector code
+    (:func:`rans.cpu.simd.encode_step`), after its ragged last step.
     """
     x = np.full(lanes, STATE_LOW, dtype=np.int64)
     pos = length
     per_step = lanes * RUN
-    for step in range((length + per_step - 1) // per_step - 1, -1, -1):
+    wide = lanes == simd.LANES
+    full = length // per_step if wide else 0
+    for step in range((length + per_step - 1) // per_step - 1, full - 1, -1):
         for sub in range(RUN - 1, -1, -1):
             for lane in range(lanes - 1, -1, -1):
                 k = (step * lanes + lane) * RUN + sub
@@ -62,6 +66,11 @@ def _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states
                 state = (state >> WORD_BITS) if emit else state
                 q = np.int64(state * recip[s] + _NUDGE)
                 x[lane] = state + q * gain[s] + cum[s]
+    if wide:
+        x32 = x.astype(np.uint32)
+        for step in range(full - 1, -1, -1):
+            pos = simd.encode_step(symbols, start + step * per_step, x32, table, recip, scratch, pos)
+        x[:] = x32
     for lane in range(lanes):
         states[lane] = x[lane]
     return length - pos
@@ -76,17 +85,20 @@ def _copy(source, start, target, at, count):
 
 
 @nb.njit(cache=True, nogil=True)
-def _symbol_tables(freq):
-    """Per symbol: the state from which coding it emits a word, ``1 / f`` and ``M - f``."""
+def _symbol_tables(freq, cum):
+    """Per symbol: the state from which coding it emits a word, ``1 / f``, ``M - f``, and
+    ``f | cum << 13`` for :func:`rans.cpu.simd.encode_step`."""
     limit = np.empty(256, dtype=np.int64)
     recip = np.empty(256, dtype=np.float64)
     gain = np.empty(256, dtype=np.int64)
+    table = np.empty(256, dtype=np.int32)
     for s in range(256):
         f = max(freq[s], 1)
         limit[s] = f << ENCODE_SHIFT
         recip[s] = 1.0 / f
         gain[s] = M - f
-    return limit, recip, gain
+        table[s] = f | (cum[s] << 13)
+    return limit, recip, gain, table
 
 
 @nb.njit(parallel=True, cache=True)
@@ -97,7 +109,7 @@ def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
     """
     n = symbols.size
     n_chunks = states.shape[0]
-    limit, recip, gain = _symbol_tables(freq)
+    limit, recip, gain, table = _symbol_tables(freq, cum)
     batch = max(1, min(n_chunks, SCRATCH_WORDS // chunk))
     scratch = np.empty((batch, min(chunk, n)), dtype=np.uint16)
     total = 0
@@ -106,7 +118,7 @@ def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
         for i in nb.prange(first, last):
             start = i * chunk
             length = min(chunk, n - start)
-            counts[i] = _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states[i], scratch[i - first])
+            counts[i] = _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, table, states[i], scratch[i - first])
         for i in range(first, last):
             length = min(chunk, n - i * chunk)
             c = counts[i]
@@ -119,13 +131,13 @@ def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
 def encode_chunks_serial(symbols, chunk, lanes, freq, cum, states, counts, words):
     """:func:`encode_chunks` on the calling thread: for planes too small to share."""
     n = symbols.size
-    limit, recip, gain = _symbol_tables(freq)
+    limit, recip, gain, table = _symbol_tables(freq, cum)
     scratch = np.empty(min(chunk, n), dtype=np.uint16)
     total = 0
     for i in range(states.shape[0]):
         start = i * chunk
         length = min(chunk, n - start)
-        c = _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, states[i], scratch)
+        c = _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, table, states[i], scratch)
         counts[i] = c
         _copy(scratch, length - c, words, total, c)
         total += c
@@ -163,7 +175,14 @@ def _decode_chunk(words, first_word, end_word, initial, start, length, lanes, sl
     top = words.size - 1
     per_step = lanes * RUN
     full = length // per_step
-    for step in range((length + per_step - 1) // per_step):
+    first = 0
+    if lanes == simd.LANES:
+        x32 = initial.astype(np.uint32)
+        while first < full and w + simd.STEP_SYMBOLS <= words.size:
+            w = simd.decode_step(words, w, x32, slots, out, start + first * per_step)
+            first += 1
+        x[:] = x32
+    for step in range(first, (length + per_step - 1) // per_step):
         ragged = step >= full
         for sub in range(RUN):
             base = start + step * per_step + sub
