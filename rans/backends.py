@@ -59,16 +59,18 @@ AUTO = ("cpu", "reference")
 
 GPU_FROM: dict[str, int | None] = {"encode": 16 << 20, "decode": None}
 """Per direction, the tensor size in bytes from which ``"auto"`` codes on a GPU, when there is one
-(None: never). Host arrays in and out, against the CPU backend on the 16 cores of an H100 host
-(``bench/backends.py``, ``bench/NOTES.md`` entry B1)."""
+(None: never). Host arrays in and out, against the CPU backend on the 16 cores of an H200 host
+(``bench/backends.py``, ``bench/NOTES.md`` entries B1 and C1: since the CPU's vector steps it decodes
+host arrays at 1.9-8.9 GB/s, the GPU at 0.2-3.1)."""
 
-GPU_AFTER = 16 << 30
+GPU_AFTER = 64 << 30
 """Bytes of tensors of :data:`GPU_FROM` or more that ``"auto"`` codes on the CPU before it starts the
 GPU, in a process where rans has not used the GPU yet (where it has, a module of :mod:`rans.gpu` is
 loaded, the GPU takes them at once). Starting it (numba-cuda's and torch's imports, the kernels
-loaded or compiled) took 4.6 s with Numba's disk cache and 29.9 s without on an H100 host, against
-about 0.2 s saved per GB once it runs (1 GiB: 953 MB/s on 16 cores against 1,172; ``bench/NOTES.md``
-entry B1): a job repays it only past some 20 GB, so a smaller one stays on the CPU."""
+loaded or compiled) took 3.6 s with Numba's disk cache and 37 s without on an H200 host, against
+about 0.05 s saved per GB once it runs (1 GiB: 1,369 MB/s on its 16 cores against 1,479;
+``bench/NOTES.md`` entry C1; 0.2 s before the CPU's vector steps, when this was 16 GiB): a job repays
+it only past some 65 GB, so a smaller one stays on the CPU."""
 
 
 @dataclass(frozen=True)
