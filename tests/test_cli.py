@@ -104,7 +104,9 @@ def test_single_file_round_trip_is_byte_identical(st_file, tmp_path, capsys):
     metadata = rans.load_metadata(packed)
     assert metadata["format"] == "np" and metadata["note"] == "ü"
     record = json.loads(metadata[checkpoint.RESERVED_KEY])
-    assert record["sha256"] == sha(st_file) and record["size"] == os.path.getsize(st_file)
+    with open(st_file, "rb") as f:
+        assert record["version"] == 2 and record["crc32"] == zlib.crc32(f.read())
+    assert record["size"] == os.path.getsize(st_file)
     assert "header" not in record  # the safetensors library's layout is rebuilt, not stored
     assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal
 
@@ -235,6 +237,40 @@ def test_info_lists_every_tensor_and_totals(rans_file, capsys):
 def test_verify_ok(rans_file, capsys):
     assert run("verify", rans_file) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def with_record(src: str, dst: str, change: dict) -> None:
+    """``src`` written again as ``dst`` with its reserved key's object changed."""
+    metadata = rans.load_metadata(src)
+    record = json.loads(metadata[checkpoint.RESERVED_KEY]) | change
+    rans.save_file(rans.load_file(src), dst, metadata | {checkpoint.RESERVED_KEY: json.dumps({k: v for k, v in record.items() if v is not None})})
+
+
+def test_records_of_version_1_are_checked_by_sha256(rans_file, st_file, tmp_path, capsys):
+    """Files whose record holds the original's SHA-256 (version 1) still decompress, and are checked by it."""
+    old = str(tmp_path / "old.rans")
+    with_record(rans_file, old, {"version": 1, "crc32": None, "sha256": sha(st_file)})
+    assert run("verify", old) == 0
+    assert f"sha256 {sha(st_file)[:12]}" in capsys.readouterr().out
+    assert run("decompress", old, "-o", str(tmp_path / "old.safetensors"), "-q") == 0
+    assert sha(str(tmp_path / "old.safetensors")) == sha(st_file)
+    with_record(rans_file, old, {"version": 1, "crc32": None, "sha256": "0" * 64})
+    assert run("verify", old, "-q") == Exit.CORRUPT
+    assert "is not the original" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"crc32": 12345}, {"size": 1}, {"crc32": "12345"}, {"crc32": 1 << 32}, {"version": 1}, {"version": 3}, {"crc32": None}],
+    ids=["crc", "size", "crc-text", "crc-33-bits", "v1-without-sha256", "v3", "no-crc"],
+)
+def test_records_that_do_not_match_or_parse_are_corrupt(rans_file, tmp_path, change, capsys):
+    bad = str(tmp_path / "bad.rans")
+    with_record(rans_file, bad, change)
+    assert run("verify", bad, "-q") == Exit.CORRUPT
+    assert checkpoint.RESERVED_KEY in capsys.readouterr().err
+    assert run("decompress", bad, "-o", str(tmp_path / "bad.safetensors"), "-q") == Exit.CORRUPT
+    assert not os.path.exists(tmp_path / "bad.safetensors")
 
 
 def flip(path: str, offset: int) -> None:
