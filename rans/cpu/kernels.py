@@ -45,12 +45,13 @@ def _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, table,
     place (just before the last word) and claims it only if it emits; that
     place is always inside ``scratch`` because a chunk never has more words
     than symbols. The full steps of a 32-lane chunk are vector code
-    (:func:`rans.cpu.simd.encode_step`), after its ragged last step.
+    (:func:`rans.cpu.simd.encode_step`), after its ragged last step, where
+    the CPU has the instructions for it (:data:`rans.cpu.simd.AVAILABLE`).
     """
     x = np.full(lanes, STATE_LOW, dtype=np.int64)
     pos = length
     per_step = lanes * RUN
-    wide = lanes == simd.LANES
+    wide = simd.AVAILABLE and lanes == simd.LANES
     full = length // per_step if wide else 0
     for step in range((length + per_step - 1) // per_step - 1, full - 1, -1):
         for sub in range(RUN - 1, -1, -1):
@@ -168,7 +169,9 @@ def _decode_chunk(words, first_word, end_word, initial, start, length, lanes, sl
     branchless: every symbol fetches the next word and keeps it only if the
     state fell below ``L``. A chunk that reads past its words reads its
     neighbour's (never past the section: the index is clamped), and fails
-    whatever they hold, as its word count is then wrong.
+    whatever they hold, as its word count is then wrong. The full steps of a
+    32-lane chunk are vector code (:func:`rans.cpu.simd.decode_step`, where
+    :data:`rans.cpu.simd.AVAILABLE`) while 128 words remain in the section.
     """
     x = initial.astype(np.int64)
     w = first_word
@@ -176,7 +179,7 @@ def _decode_chunk(words, first_word, end_word, initial, start, length, lanes, sl
     per_step = lanes * RUN
     full = length // per_step
     first = 0
-    if lanes == simd.LANES:
+    if simd.AVAILABLE and lanes == simd.LANES:
         x32 = initial.astype(np.uint32)
         while first < full and w + simd.STEP_SYMBOLS <= words.size:
             w = simd.decode_step(words, w, x32, slots, out, start + first * per_step)

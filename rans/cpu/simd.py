@@ -8,8 +8,8 @@ but for the words: the lanes that renormalize take (or give) their words in
 lane order, which is what AVX-512's expand-load and compress-store do.
 Numba has no vector types, so each step is an intrinsic written in LLVM IR
 (``llvm.masked.gather``, ``llvm.masked.expandload``,
-``llvm.masked.compressstore``); on a CPU without AVX-512 LLVM turns these
-into scalar code that gives the same results.
+``llvm.masked.compressstore``), used where the CPU has AVX-512 with VBMI2
+(:func:`available`); elsewhere the scalar loops code every step.
 
 The arithmetic is :mod:`rans.cpu.kernels`' in 32-bit lanes:
 
@@ -26,7 +26,7 @@ Examples
 >>> import numpy as np
 >>> from rans import cpu
 >>> plane = (np.random.default_rng(1).normal(0, 6, 1 << 15) % 256).astype(np.uint8)
->>> section = cpu.encode(plane, 1 << 14, lanes=32)  # full 32-lane steps: this module's loops
+>>> section = cpu.encode(plane, 1 << 14, lanes=32)  # full 32-lane steps: this module's, where available
 >>> from rans import reference
 >>> section == reference.coder.encode(plane, 1 << 14, lanes=32)
 True
@@ -36,15 +36,33 @@ True
 
 from __future__ import annotations
 
+import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 
 from ..constants import M, PROB_BITS, STATE_LOW, WORD_BITS
 
 LANES = 32
 """Lanes of the chunks these steps code (chunks of fewer lanes take the scalar loops)."""
+NEEDS = ("avx512f", "avx512bw", "avx512vl", "avx512vbmi2")
+"""The CPU features the steps are used with (``vpcompressw`` and ``vpexpandw`` are AVX512-VBMI2)."""
+
+
+def available() -> bool:
+    """Whether Numba compiles for a CPU with :data:`NEEDS`.
+
+    Elsewhere LLVM emulates the masked vector operations with scalar code, which
+    was 10-20% slower than the scalar loops (AVX2 only, ``bench/NOTES.md`` entry
+    C1), so :mod:`rans.cpu.kernels` leaves the steps out.
+    """
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else llvm.get_host_cpu_features().flatten()
+    return all(f"+{need}" in features.split(",") for need in NEEDS)
+
+
+AVAILABLE = available()
+""":func:`available` when this module was imported: a constant of the compiled loops."""
 STEP_SYMBOLS = LANES * 4
 """Symbols of a step, and the most words a step emits or takes."""
 
