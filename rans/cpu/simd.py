@@ -20,6 +20,9 @@ The arithmetic is :mod:`rans.cpu.kernels`' in 32-bit lanes:
 
 Callers keep the words in bounds: :func:`encode_step` stores at most 128
 words below ``pos``, :func:`decode_step` loads at most 128 from ``w``.
+Numba's disk cache keys :mod:`rans.cpu.kernels` on that file alone: after
+editing this one, delete ``rans/cpu/__pycache__/*.nbi`` (``bench/NOTES.md``,
+entry C1).
 
 Examples
 --------
@@ -52,6 +55,10 @@ NEEDS = ("avx512f", "avx512bw", "avx512vl", "avx512vbmi2")
 
 def available() -> bool:
     """Whether Numba compiles for a CPU with :data:`NEEDS`.
+
+    >>> from rans.cpu import simd
+    >>> simd.available() == simd.AVAILABLE
+    True
 
     Elsewhere LLVM emulates the masked vector operations with scalar code, which
     was 10-20% slower than the scalar loops (AVX2 only, ``bench/NOTES.md`` entry
