@@ -157,8 +157,14 @@ def test_count_split_and_join_equal_the_reference(dtype: str, n: int) -> None:
         assert joined.tobytes() == x.tobytes()
 
 
-def test_count_of_a_long_plane() -> None:
-    plane = np.random.default_rng(3).integers(0, 256, (1 << 21) + 7, dtype=np.uint8)
+@pytest.mark.parametrize("start", [0, 1, 5, 8])
+@pytest.mark.parametrize("kind", ["uniform", "runs"])
+def test_count_of_a_long_plane(start: int, kind: str) -> None:
+    """Planes of several blocks, starting anywhere in memory (counted 8 bytes at a time), of any spread."""
+    rng = np.random.default_rng(3)
+    n = (1 << 21) + 7 + start
+    data = rng.integers(0, 256, n, dtype=np.uint8) if kind == "uniform" else np.where(rng.random(n) < 0.999, 120, 3).astype(np.uint8)
+    plane = data[start:]
     assert np.array_equal(cpu.count(plane), tables.count(plane))
 
 

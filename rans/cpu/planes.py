@@ -18,31 +18,37 @@ from ..reference import tables
 from .kernels import PARALLEL_MIN
 
 _BLOCK = 1 << 20
-"""Bytes each thread counts into a histogram of its own."""
+"""Bytes each thread counts into histograms of its own (8 of ``uint32``: one per byte of a 64-bit word)."""
 
 
 @nb.njit(parallel=True, cache=True)
 def _count(plane):
+    """Counts read 8 bytes at a time into 8 histograms: a run of equal bytes (an exponent plane is mostly a
+    few values) increments 8 counters in turn. With a load per byte and 4 histograms of ``int64`` it took
+    0.67 ns a byte a core on bf16 exponents, now 0.25 (``bench/NOTES.md`` entry C1)."""
     n = plane.size
     blocks = max(1, (n + _BLOCK - 1) // _BLOCK)
-    partial = np.zeros((blocks, 4, 256), dtype=np.int64)
+    partial = np.zeros((blocks, 8, 256), dtype=np.uint32)
+    words = plane[: n // 8 * 8].view(np.uint64)
     for b in nb.prange(blocks):
-        start = b * _BLOCK
-        end = min(n, start + _BLOCK)
         h = partial[b]
-        quads = start + (end - start) // 4 * 4
-        for i in range(start, quads, 4):
-            h[0, plane[i]] += 1
-            h[1, plane[i + 1]] += 1
-            h[2, plane[i + 2]] += 1
-            h[3, plane[i + 3]] += 1
-        for i in range(quads, end):
-            h[0, plane[i]] += 1
+        for i in range(b * _BLOCK // 8, min(words.size, (b + 1) * _BLOCK // 8)):
+            v = words[i]
+            h[0, v & 0xFF] += 1
+            h[1, (v >> 8) & 0xFF] += 1
+            h[2, (v >> 16) & 0xFF] += 1
+            h[3, (v >> 24) & 0xFF] += 1
+            h[4, (v >> 32) & 0xFF] += 1
+            h[5, (v >> 40) & 0xFF] += 1
+            h[6, (v >> 48) & 0xFF] += 1
+            h[7, v >> 56] += 1
     out = np.zeros(256, dtype=np.int64)
     for b in range(blocks):
-        for j in range(4):
+        for j in range(8):
             for s in range(256):
                 out[s] += partial[b, j, s]
+    for i in range(n // 8 * 8, n):
+        out[plane[i]] += 1
     return out
 
 
