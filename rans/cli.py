@@ -146,9 +146,10 @@ def _reuse_freed_memory() -> None:
     glibc maps large blocks afresh and unmaps them when freed, so
     every tensor's planes were new pages to fault in and zero: 107,000
     page faults and 0.2 s of system time in compressing a 1 GiB checkpoint
-    (``bench/NOTES.md``, entry C1). The peak memory is unchanged; it is
-    returned when the command ends. Nothing is done where the C library is
-    not glibc.
+    (``bench/NOTES.md``, entry C1). The peak memory is unchanged, but what
+    was freed stays with the process until it exits (``python -m rans``
+    exits with the command). Nothing is done where the C library is not
+    glibc.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
