@@ -146,10 +146,11 @@ def _reuse_freed_memory() -> None:
     glibc maps large blocks afresh and unmaps them when freed, so
     every tensor's planes were new pages to fault in and zero: 107,000
     page faults and 0.2 s of system time in compressing a 1 GiB checkpoint
-    (``bench/NOTES.md``, entry C1). The peak memory is unchanged, but what
-    was freed stays with the process until it exits (``python -m rans``
-    exits with the command). Nothing is done where the C library is not
-    glibc.
+    (``bench/NOTES.md``, entry C1). What was freed stays with the process
+    until it exits (``python -m rans`` exits with the command), and blocks
+    of other sizes than the next tensor's raise the peak a little: 553 ->
+    658 MiB compressing that checkpoint (largest tensor 131 MB), 590 -> 631
+    MiB decompressing it. Nothing is done where the C library is not glibc.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
