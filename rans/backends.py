@@ -61,7 +61,7 @@ GPU_FROM: dict[str, int | None] = {"encode": 16 << 20, "decode": None}
 """Per direction, the tensor size in bytes from which ``"auto"`` codes on a GPU, when there is one
 (None: never). Host arrays in and out, against the CPU backend on the 16 cores of an H200 host
 (``bench/backends.py``, ``bench/NOTES.md`` entries B1 and C1: since the CPU's vector steps it decodes
-host arrays at 1.9-8.9 GB/s, the GPU at 0.2-3.1)."""
+host arrays of 4 MiB to 1 GiB at 1.9-8.9 GB/s, the GPU at 0.75-3.1)."""
 
 GPU_AFTER = 64 << 30
 """Bytes of tensors of :data:`GPU_FROM` or more that ``"auto"`` codes on the CPU before it starts the

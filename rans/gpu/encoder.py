@@ -200,14 +200,13 @@ def _numba(owner: Any, start: int, dtype: Any, shape: tuple[int, ...]) -> Any:
     return cuda.from_cuda_array_interface(interface, owner=owner, sync=False)
 
 
-def _to_host(array: Any, stream: Any, count: int | None = None) -> np.ndarray:
-    """The first ``count`` rows (default: all) of a view from :func:`_view`, on the host once ``stream``'s work is done."""
-    count = array.shape[0] if count is None else count
+def _to_host(arrays: list[Any], stream: Any) -> list[np.ndarray]:
+    """Views from :func:`_view` on the host, once ``stream``'s work is done (one wait for them all)."""
     if SIMULATED:
-        host = array[:count].copy_to_host(stream=stream)
+        hosts = [array.copy_to_host(stream=stream) for array in arrays]
         stream.synchronize()
-        return host
-    return memory.to_host(array.view(0, array.dtype, (count, *array.shape[1:])), stream)
+        return hosts
+    return memory.to_host(arrays, stream)
 
 
 def _copy_in(storage: Any, start: int, host: np.ndarray, stream: Any) -> None:
@@ -464,9 +463,9 @@ class _Call:
         (cost,) = _resident([gt.cost_table()])
         launch.run(gt.plan, len(plan_rows), gt.PLAN_THREADS, self.stream, counts_d, plan_rows_d, cost, info_d, freq_d, tables_d)
         self._encode(todo, tables_d, info_d)
-        info = _to_host(info_d, self.stream)
-        freq = _to_host(freq_d, self.stream).astype(np.int64)
-        self.word_counts = _to_host(self.counts_d, self.stream).astype(np.int64)
+        info, freq, counts = _to_host([info_d, freq_d, self.counts_d], self.stream)
+        freq = freq.astype(np.int64)
+        self.word_counts = counts.astype(np.int64)
         again = []
         for i, preferred, whole in candidates:
             t = self.tensors[i]
@@ -639,7 +638,7 @@ class _Call:
                 crc.crc_blocks, min(block_piece.size, crc.GRID_MAX), crc.CRC_THREADS, self.stream,
                 self.out8, out32, device[crc_at + 1], device[crc_at + 2], *constants, crcs,
             )
-        return _to_host(crcs, self.stream)
+        return _to_host([crcs], self.stream)[0]
 
     # ---------------------------------------------------------------- round 3
     def finish(self, crcs: np.ndarray, metadata: dict[str, str] | None, data: int) -> Encoded:
@@ -758,7 +757,7 @@ def encode_tensor(array: Any, name: str, chunk: int, workers: int = 1) -> tuple[
     encoded = encode_file({name: array}, chunk_size=chunk)
     entry = encoded.entries[0]
     start, end = entry.span()
-    data = _to_host(_view(encoded.buffer, start, np.uint8, (end - start,)), _stream(None))
+    (data,) = _to_host([_view(encoded.buffer, start, np.uint8, (end - start,))], _stream(None))
     sections = [memoryview(data)[p.offset - start : p.offset - start + p.length] for p in entry.sections]
     for p in entry.planes:
         p.offset = 0

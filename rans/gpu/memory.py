@@ -95,16 +95,16 @@ def to_device(dst: int, host: np.ndarray, stream: Any) -> None:
         _check(driver.cuMemcpyHtoDAsync(dst, host.ctypes.data, host.nbytes, handle(stream)), "a copy to the GPU")
 
 
-def to_host(source: Span, stream: Any, out: np.ndarray | None = None) -> np.ndarray:
-    """``source``'s elements in a host array (``out`` when given), once the work queued on ``stream`` is done."""
+def to_host(sources: list[Span], stream: Any) -> list[np.ndarray]:
+    """Each of ``sources``' elements in a host array, once the work queued on ``stream`` is done (one wait for all)."""
     from cuda.bindings import driver
 
-    if out is None:
-        out = np.empty(source.shape, dtype=source.dtype)
-    if source.nbytes:
-        _check(driver.cuMemcpyDtoHAsync(out.ctypes.data, source.ptr, source.nbytes, handle(stream)), "a copy from the GPU")
+    outs = [np.empty(source.shape, dtype=source.dtype) for source in sources]
+    for out, source in zip(outs, sources):
+        if source.nbytes:
+            _check(driver.cuMemcpyDtoHAsync(out.ctypes.data, source.ptr, source.nbytes, handle(stream)), "a copy from the GPU")
     _check(driver.cuStreamSynchronize(handle(stream)), "a stream synchronization")
-    return out
+    return outs
 
 
 def copy(dst: Span, source: Span, stream: Any) -> None:

@@ -19,7 +19,7 @@ preferred split, or its bytes as one plane (split ``"none"``, planned
 beside them; the encoder codes it only if they are all raw). Thread ``i``
 of a block takes the symbols ``i, i + threads, ...`` and folds them into
 one value per sum or extremum, which the block takes at once into a few
-shared cells (:func:`_add`, :func:`_max`, :func:`_min`). Integer
+shared cells (:func:`_fold`). Integer
 arithmetic throughout, in the reference's order of ties, so the tables are
 the host's to the bit.
 """
@@ -55,59 +55,46 @@ _CELLS = 16
 _FRACTION = tables.COST_FRACTION_BITS
 
 
-if SIMULATED:
+_PLUS, _LARGEST, _SMALLEST = range(3)
+"""How :func:`_fold` combines."""
 
-    @cuda.jit(device=True)
-    def _add(cells, k, value):
+
+@cuda.jit(device=True, inline=True)
+def _combine(a, b, op):
+    if op == _PLUS:
+        return a + b
+    if op == _LARGEST:
+        return max(a, b)
+    return min(a, b)
+
+
+@cuda.jit(device=True, inline=True)
+def _atomic(cells, k, value, op):
+    if op == _PLUS:
         cuda.atomic.add(cells, k, value)
-
-    @cuda.jit(device=True)
-    def _max(cells, k, value):
+    elif op == _LARGEST:
         cuda.atomic.max(cells, k, value)
-
-    @cuda.jit(device=True)
-    def _min(cells, k, value):
+    else:
         cuda.atomic.min(cells, k, value)
 
-else:
 
-    @cuda.jit(device=True, inline=True)
-    def _add(cells, k, value):
-        """Add every thread's ``value`` to ``cells[k]``; every thread of the block calls it.
+@cuda.jit(device=True, inline=True)
+def _fold(cells, k, value, op):
+    """Combine every thread's ``value`` into ``cells[k]`` by ``op`` (sum, largest or smallest); every thread
+    of the block calls it.
 
-        The warp sums first, then one lane adds: 64-bit shared atomics are compare-and-swap loops
-        (``ATOMS.CAST.SPIN.64``), which 256 threads on one address make take hundreds of microseconds
-        (``bench/NOTES.md``, entry E9).
-        """
-        value += cuda.shfl_xor_sync(FULL_MASK, value, 16)
-        value += cuda.shfl_xor_sync(FULL_MASK, value, 8)
-        value += cuda.shfl_xor_sync(FULL_MASK, value, 4)
-        value += cuda.shfl_xor_sync(FULL_MASK, value, 2)
-        value += cuda.shfl_xor_sync(FULL_MASK, value, 1)
-        if cuda.laneid == 0:
-            cuda.atomic.add(cells, k, value)
-
-    @cuda.jit(device=True, inline=True)
-    def _max(cells, k, value):
-        """:func:`_add` for the largest value."""
-        value = max(value, cuda.shfl_xor_sync(FULL_MASK, value, 16))
-        value = max(value, cuda.shfl_xor_sync(FULL_MASK, value, 8))
-        value = max(value, cuda.shfl_xor_sync(FULL_MASK, value, 4))
-        value = max(value, cuda.shfl_xor_sync(FULL_MASK, value, 2))
-        value = max(value, cuda.shfl_xor_sync(FULL_MASK, value, 1))
-        if cuda.laneid == 0:
-            cuda.atomic.max(cells, k, value)
-
-    @cuda.jit(device=True, inline=True)
-    def _min(cells, k, value):
-        """:func:`_add` for the smallest value."""
-        value = min(value, cuda.shfl_xor_sync(FULL_MASK, value, 16))
-        value = min(value, cuda.shfl_xor_sync(FULL_MASK, value, 8))
-        value = min(value, cuda.shfl_xor_sync(FULL_MASK, value, 4))
-        value = min(value, cuda.shfl_xor_sync(FULL_MASK, value, 2))
-        value = min(value, cuda.shfl_xor_sync(FULL_MASK, value, 1))
-        if cuda.laneid == 0:
-            cuda.atomic.min(cells, k, value)
+    The warp combines first, then one lane takes the shared cell: 64-bit shared atomics are
+    compare-and-swap loops (``ATOMS.CAST.SPIN.64``), which 256 threads on one address make take hundreds
+    of microseconds (``bench/NOTES.md``, entry E9). The simulator, which has no warp shuffles, takes
+    every thread's value to the cell.
+    """
+    if SIMULATED:
+        _atomic(cells, k, value, op)
+        return
+    for delta in (16, 8, 4, 2, 1):
+        value = _combine(value, cuda.shfl_xor_sync(FULL_MASK, value, delta), op)
+    if cuda.laneid == 0:
+        _atomic(cells, k, value, op)
 
 
 @cuda.jit(device=True, inline=True)
@@ -138,7 +125,7 @@ def _scale(total, cnt, fx, rem, cells, tid, threads):
             f = 1
         fx[s] = int32(f)
         mine += f
-    _add(cells, _SUM, mine)
+    _fold(cells, _SUM, mine, _PLUS)
     cuda.syncthreads()
     missing = M - cells[_SUM]
     if missing > 0:  # the largest remainders get one more, ties to the smaller symbol
@@ -167,7 +154,7 @@ def _scale(total, cnt, fx, rem, cells, tid, threads):
             mine = int64(0)
             for s in range(tid, 256, threads):
                 mine += max(fx[s] - middle, 0)
-            _add(cells, _D, mine)
+            _fold(cells, _D, mine, _PLUS)
             cuda.syncthreads()
             d = cells[_D]
             if d >= need:
@@ -215,8 +202,8 @@ def _choose(cnt, fx, sym, g, best, cost, cells, present, tid, threads):
                 others += f
                 widest = max(widest, _significant(f))
             g[i] = f
-        _add(cells, _OTHERS, others)
-        _max(cells, _WIDEST, widest)
+        _fold(cells, _OTHERS, others, _PLUS)
+        _fold(cells, _WIDEST, widest, _LARGEST)
         cuda.syncthreads()
         implied = M - cells[_OTHERS]
         widest = cells[_WIDEST]
@@ -242,8 +229,8 @@ def _choose(cnt, fx, sym, g, best, cost, cells, present, tid, threads):
                     bits += _gamma_bits((2 * change if change >= 0 else -2 * change - 1) + 1)
                 bits += min(e, widest) - 1
             coded += cnt[sym[i]] * cost[min(max(f, 1), M)]
-        _add(cells, _BITS, bits)
-        _add(cells, _COST, coded)
+        _fold(cells, _BITS, bits, _PLUS)
+        _fold(cells, _COST, coded, _PLUS)
         if cuda.syncthreads_or(bad):
             continue
         size = (fixed + cells[_BITS] + 7) // 8
@@ -291,10 +278,10 @@ def _plan_plane(counts, first, rows, n, lanes, chunk, slot, cost, info, freq, en
             present += 1
             low = min(low, s)
             high = max(high, s)
-    _add(cells, _N, total)
-    _add(cells, _PRESENT, present)
-    _min(cells, _LOW, low)
-    _max(cells, _HIGH, high)
+    _fold(cells, _N, total, _PLUS)
+    _fold(cells, _PRESENT, present, _PLUS)
+    _fold(cells, _LOW, low, _SMALLEST)
+    _fold(cells, _HIGH, high, _LARGEST)
     cuda.syncthreads()
     present = cells[_PRESENT]
     mode = RAW
@@ -306,7 +293,7 @@ def _plan_plane(counts, first, rows, n, lanes, chunk, slot, cost, info, freq, en
         for s in range(tid, 256, threads):
             if cnt[s] > 0:
                 key = max(key, fx[s] * 256 + 255 - s)
-        _max(cells, _TOP, key)
+        _fold(cells, _TOP, key, _LARGEST)
         cuda.syncthreads()
         if tid == 0:  # the present symbols in order, and the bits of the runs, which every rounding keeps
             top = 255 - cells[_TOP] % 256
