@@ -2,11 +2,10 @@
 
 A backend is a module with ``encode(plane, chunk, freq, lanes=None)`` and
 ``decode(section, n, field)`` (the signatures of
-:mod:`rans.reference.coder`), and optionally ``count``, ``quantize``,
-``serialized_size``, ``split`` and ``join`` (those of
-:func:`rans.reference.tables.count`, :func:`rans.reference.tables.quantize`,
-:func:`rans.reference.tables.serialized_size`, :func:`rans.dtypes.split` and
-:func:`rans.dtypes.join`) and
+:mod:`rans.reference.coder`), and optionally ``plan(plane, chunk)`` (a
+plane's mode and table, as :func:`rans.codec.plan_counts` chooses them from
+the plane's counts), ``split`` and ``join`` (those of
+:func:`rans.dtypes.split` and :func:`rans.dtypes.join`) and
 ``available() -> bool``. A backend that works on whole tensors instead
 (the GPU's) has ``encode_tensor`` and ``decode_tensor`` with the
 signatures of :func:`rans.codec.encode_tensor` and
@@ -43,7 +42,6 @@ from typing import Any, Callable
 
 from . import dtypes
 from .errors import InvalidArgumentError, RansError
-from .reference import tables
 
 MODULES: dict[str, str] = {
     "cpu": "rans.cpu",
@@ -75,14 +73,13 @@ it only past some 65 GB, so a smaller one stays on the CPU."""
 
 @dataclass(frozen=True)
 class Backend:
-    """The functions of one backend: plane coding, byte counts and plane splits."""
+    """The functions of one backend: plane coding, the planes' modes and plane splits."""
 
     name: str
     encode: Callable[..., Any] | None
     decode: Callable[..., Any] | None
-    count: Callable[..., Any] = tables.count
-    quantize: Callable[..., Any] = tables.quantize
-    serialized_size: Callable[..., Any] = tables.serialized_size
+    plan: Callable[..., Any] | None = None
+    """``plan(plane, chunk) -> (mode, table or None)``; ``None``: :func:`rans.codec.plan_counts` on the reference's counts."""
     split: Callable[..., Any] = dtypes.split
     join: Callable[..., Any] = dtypes.join
     encode_tensor: Callable[..., Any] | None = None
@@ -213,5 +210,5 @@ def _load(name: str) -> Backend:
         raise InvalidArgumentError(f"backend {name!r} is not available: {e}") from None
     if not getattr(module, "available", lambda: True)():
         raise InvalidArgumentError(f"backend {name!r} is not available on this machine")
-    parts = {f: getattr(module, f) for f in ("count", "quantize", "serialized_size", "split", "join", "encode_tensor", "decode_tensor") if hasattr(module, f)}
+    parts = {f: getattr(module, f) for f in ("plan", "split", "join", "encode_tensor", "decode_tensor") if hasattr(module, f)}
     return Backend(name, getattr(module, "encode", None), getattr(module, "decode", None), **parts)

@@ -34,7 +34,9 @@ def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, tab
 
 def _plan_plane(plane: np.ndarray, chunk: int, backend: backends.Backend) -> tuple[str, np.ndarray | None]:
     """The mode for one plane, and its frequency table if it is to be coded."""
-    return plan_counts(backend.count(plane), plane.size, chunk, backend.quantize, backend.serialized_size)
+    if backend.plan is not None:
+        return backend.plan(plane, chunk)
+    return plan_counts(tables.count(plane), plane.size, chunk)
 
 
 def plan_counts(

@@ -345,10 +345,11 @@ def _check_padding(buf: memoryview, position: int, entries: list[Entry], end: in
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        keys = [k for k, _ in pairs]
         raise ValueError(f"duplicate key {next(k for k in keys if keys.count(k) > 1)!r}")
-    return dict(pairs)
+    return document
 
 
 def _fail(message: str, tensor: str | None = None, field: str = "header") -> CorruptDataError:
@@ -379,13 +380,18 @@ def _parse_document(document: Any) -> tuple[list[Entry], dict[str, str]]:
     return entries, metadata
 
 
+_ENTRY_KEYS = frozenset({"name", "dtype", "shape", "planes", "coded", "crc32"})
+_REQUIRED_KEYS = frozenset({"dtype", "shape", "planes"})
+_PLANE_COUNTS = {d: sorted({dtypes.plane_count(d, s) for s in dtypes.splits_of(d)}) for d in dtypes.DTYPES}
+"""The plane counts each dtype's splits allow."""
+
+
 def _parse_entry(t: Any, index: int) -> Entry:
     if not isinstance(t, dict) or not isinstance(t.get("name"), str):
         raise _fail(f"tensor #{index} must be an object with a string 'name'")
     name = t["name"]
-    unknown = set(t) - {"name", "dtype", "shape", "planes", "coded", "crc32"}
-    missing = {"dtype", "shape", "planes"} - set(t)
-    if unknown or missing:
+    if not (t.keys() <= _ENTRY_KEYS and _REQUIRED_KEYS <= t.keys()):
+        unknown, missing = set(t) - _ENTRY_KEYS, _REQUIRED_KEYS - set(t)
         raise _fail(f"unknown keys {sorted(unknown)} or missing keys {sorted(missing)}", tensor=name)
     dtype, shape, planes = t["dtype"], t["shape"], t["planes"]
     if not isinstance(dtype, str) or dtype not in dtypes.DTYPES:
@@ -395,7 +401,7 @@ def _parse_entry(t: Any, index: int) -> Entry:
     n = math.prod(shape)
     if math.prod(d for d in shape if d) > MAX_ELEMENTS:
         raise _fail(f"shape {shape} spans more than 2**48 elements", tensor=name, field="shape")
-    allowed = sorted({dtypes.plane_count(dtype, s) for s in dtypes.splits_of(dtype)})
+    allowed = _PLANE_COUNTS[dtype]
     if not isinstance(planes, list) or len(planes) not in allowed:
         raise _fail(f"{dtype} has {' or '.join(map(str, allowed))} planes", tensor=name, field="planes")
     entry = Entry(name, dtype, tuple(shape))

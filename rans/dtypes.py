@@ -69,8 +69,15 @@ TORCH: dict[str, str] = {
 _UINT = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
 
 
+_NAMES = {dtype: name for name, dtype in reversed(DTYPES.items())}
+"""Each NumPy dtype's format name (the first in :data:`DTYPES` where two names share one)."""
+
+
 def name_of(dtype: np.dtype) -> str:
     """The format name of a NumPy dtype; raises :class:`~rans.InvalidArgumentError` if it has none."""
+    name = _NAMES.get(dtype) if isinstance(dtype, np.dtype) else None
+    if name is not None:
+        return name
     dtype = np.dtype(dtype)
     native = dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
     for name, candidate in DTYPES.items():

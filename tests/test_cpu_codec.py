@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rans
-from rans import backends, container, cpu, dtypes
-from rans.cpu import kernels
+from rans import backends, codec, container, cpu, dtypes
+from rans.cpu import kernels, modes
 from rans.cpu import planes as planes_module
 from rans.constants import LANE_COUNTS
 from rans.errors import CorruptDataError, InvalidArgumentError, RansError
@@ -155,6 +155,17 @@ def test_count_split_and_join_equal_the_reference(dtype: str, n: int) -> None:
         joined = cpu.join(ours, dtype, split, x.shape)
         assert joined.dtype == dtypes.join(theirs, dtype, split, x.shape).dtype
         assert joined.tobytes() == x.tobytes()
+
+
+@given(st.sampled_from(["BF16", "F16", "F32", "I16", "I32"]), st.integers(0, 3000), st.binary(min_size=8, max_size=8))
+def test_split_and_join_of_any_bits_equal_the_reference(dtype: str, n: int, seed: bytes) -> None:
+    """Every bit pattern (NaNs, infinities, subnormals, negative zero) splits into the reference's planes and
+    joins back, whether the compiled loops run on one thread or on all of them."""
+    x = np.random.default_rng(list(seed)).integers(0, 256, n * dtypes.DTYPES[dtype].itemsize, dtype=np.uint8).view(dtypes.DTYPES[dtype])
+    for split in dtypes.splits_of(dtype):
+        ours = cpu.split(x, split)
+        assert [p.tobytes() for p in ours] == [p.tobytes() for p in dtypes.split(x, split)]
+        assert cpu.join(ours, dtype, split, x.shape).tobytes() == x.tobytes()
 
 
 @pytest.mark.parametrize("start", [0, 1, 5, 8])
@@ -350,3 +361,55 @@ def test_table_choice_equals_the_reference(weights: list[int], anchor: int) -> N
     assert cpu.serialized_size(freq) == len(tables.serialize(freq))
     exact = tables.scale(counts)
     assert cpu.serialized_size(exact) == len(tables.serialize(exact))
+
+
+@st.composite
+def plan_planes(draw: st.DrawFn) -> tuple[np.ndarray, int]:
+    """:func:`planes`, and near-uniform planes of a few distinct symbols to all 256 (whose order-0 entropy
+    alone can settle that they stay raw)."""
+    if draw(st.booleans()):
+        return draw(planes())
+    n = draw(st.integers(0, 70000))
+    spread = draw(st.integers(2, 256))
+    plane = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(0, spread, n, dtype=np.uint8)
+    return plane, draw(CHUNKS | st.just(32768))
+
+
+@given(plan_planes())
+def test_plane_modes_equal_the_reference(case: tuple[np.ndarray, int]) -> None:
+    """The compiled choice of a plane's mode and table is :func:`rans.codec.plan_counts`' on the reference's counts."""
+    plane, chunk = case
+    mode, freq = cpu.plan(plane, chunk)
+    expected, table = codec.plan_counts(tables.count(plane), plane.size, chunk)
+    assert mode == expected
+    assert (freq is None) == (table is None)
+    if table is not None:
+        assert freq.tolist() == table.tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.just(0) | st.integers(1, 5) | st.integers(1, 300) | st.integers(100, 10**5), min_size=256, max_size=256),
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.sampled_from([128, 1024, 32768, 1 << 22]),
+)
+def test_the_entropy_floor_is_below_every_estimate(weights: list[int], first: int, second: int, chunk: int) -> None:
+    """The bound that lets :func:`rans.cpu.plan` skip the table search never exceeds the estimate of the
+    table the search picks, so skipping it cannot change a mode."""
+    counts = np.array(weights, dtype=np.int64)
+    counts[first] += 1
+    counts[(first + 1 + second % 255) % 256] += 1
+    n = int(counts.sum())
+    freq = tables.quantize(counts)
+    estimate = codec.estimate_coded(counts, freq, n, chunk, tables.serialized_size(freq))
+    k = int(np.count_nonzero(counts))
+    assert modes._floor_bytes(counts, n, chunk, k, tables.COST_FRACTION_BITS, tables.PRECISION_BITS) <= estimate
+
+
+def test_the_entropy_floor_settles_near_uniform_planes() -> None:
+    """A near-uniform plane is settled by the floor (raw), as the table search settles it."""
+    plane = np.random.default_rng(5).integers(0, 256, 20000, dtype=np.uint8)
+    counts = tables.count(plane)
+    assert modes._floor_bytes(counts, plane.size, 32768, 256, tables.COST_FRACTION_BITS, tables.PRECISION_BITS) >= plane.size
+    assert cpu.plan(plane, 32768) == ("raw", None) and codec.plan_counts(counts, plane.size, 32768) == ("raw", None)

@@ -129,23 +129,6 @@ def encode_chunks(symbols, chunk, lanes, freq, cum, states, counts, words):
 
 
 @nb.njit(cache=True, nogil=True)
-def encode_chunks_serial(symbols, chunk, lanes, freq, cum, states, counts, words):
-    """:func:`encode_chunks` on the calling thread: for planes too small to share."""
-    n = symbols.size
-    limit, recip, gain, table = _symbol_tables(freq, cum)
-    scratch = np.empty(min(chunk, n), dtype=np.uint16)
-    total = 0
-    for i in range(states.shape[0]):
-        start = i * chunk
-        length = min(chunk, n - start)
-        c = _encode_chunk(symbols, start, length, lanes, limit, recip, gain, cum, table, states[i], scratch)
-        counts[i] = c
-        _copy(scratch, length - c, words, total, c)
-        total += c
-    return total
-
-
-@nb.njit(cache=True, nogil=True)
 def slot_table(freq):
     """The decoder's lookup of a table summing to ``M`` (see :func:`_decode_chunk`): ``uint32[M]``.
 
@@ -154,9 +137,13 @@ def slot_table(freq):
     slots = np.empty(M, dtype=np.uint32)
     slot = 0
     for s in range(freq.size):
-        for bias in range(min(freq[s], M - slot)):
-            slots[slot] = s | ((freq[s] - 1) << 8) | (bias << 20)
-            slot += 1
+        f = min(freq[s], M - slot)
+        if f <= 0:
+            continue
+        entry = np.uint32(s | ((freq[s] - 1) << 8))
+        for bias in range(f):  # independent stores: vector code (3.1 -> 2.0 us a table)
+            slots[slot + bias] = entry | np.uint32(bias << 20)
+        slot += f
     return slots
 
 
@@ -227,17 +214,4 @@ def decode_chunks(words, chunk, lanes, slots, states, counts, out):
         start = i * chunk
         length = min(chunk, n - start)
         status[i] = _decode_chunk(words, first[i], first[i] + counts[i], states[i], start, length, lanes, slots, out)
-    return status
-
-
-@nb.njit(cache=True, nogil=True)
-def decode_chunks_serial(words, chunk, lanes, slots, states, counts, out):
-    """:func:`decode_chunks` on the calling thread: for planes too small to share."""
-    n = out.size
-    status = np.zeros(states.shape[0], dtype=np.int8)
-    w = 0
-    for i in range(states.shape[0]):
-        start = i * chunk
-        status[i] = _decode_chunk(words, w, w + counts[i], states[i], start, min(chunk, n - start), lanes, slots, out)
-        w += counts[i]
     return status

@@ -19,6 +19,10 @@ from .kernels import PARALLEL_MIN
 
 _BLOCK = 1 << 20
 """Bytes each thread counts into histograms of its own (8 of ``uint32``: one per byte of a 64-bit word)."""
+_SPAN = 1 << 16
+"""Elements a thread splits or joins at a time; arrays under :data:`PARALLEL_MIN` elements are split and
+joined by the same loops on the calling thread (NumPy's expressions took 5-8 us for a tensor of a few
+hundred elements, and files of such tensors are common)."""
 
 
 @nb.njit(parallel=True, cache=True)
@@ -59,17 +63,17 @@ def count(plane: np.ndarray) -> np.ndarray:
     return _count(np.ascontiguousarray(plane, dtype=np.uint8).reshape(-1))
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True, nogil=True)
 def _split_float16(v, exponent, sign_mantissa):
-    for i in nb.prange(v.size):
+    for i in range(v.size):
         x = v[i]
         exponent[i] = np.uint8((x >> 7) & 0xFF)
         sign_mantissa[i] = np.uint8(((x >> 8) & 0x80) | (x & 0x7F))
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True, nogil=True)
 def _split_float32(v, exponent, sign_high, middle, low):
-    for i in nb.prange(v.size):
+    for i in range(v.size):
         x = v[i]
         exponent[i] = np.uint8((x >> 23) & 0xFF)
         sign_high[i] = np.uint8(((x >> 24) & 0x80) | ((x >> 16) & 0x7F))
@@ -78,23 +82,51 @@ def _split_float32(v, exponent, sign_high, middle, low):
 
 
 @nb.njit(parallel=True, cache=True)
+def _split_float16_parallel(v, exponent, sign_mantissa):
+    for b in nb.prange((v.size + _SPAN - 1) // _SPAN):
+        s = slice(b * _SPAN, (b + 1) * _SPAN)
+        _split_float16(v[s], exponent[s], sign_mantissa[s])
+
+
+@nb.njit(parallel=True, cache=True)
+def _split_float32_parallel(v, exponent, sign_high, middle, low):
+    for b in nb.prange((v.size + _SPAN - 1) // _SPAN):
+        s = slice(b * _SPAN, (b + 1) * _SPAN)
+        _split_float32(v[s], exponent[s], sign_high[s], middle[s], low[s])
+
+
+@nb.njit(parallel=True, cache=True)
 def _gather(b, j, size, plane):
     for i in nb.prange(plane.size):
         plane[i] = b[i * size + j]
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True, nogil=True)
 def _join_float16(exponent, sign_mantissa, v):
-    for i in nb.prange(v.size):
+    for i in range(v.size):
         sm = np.uint16(sign_mantissa[i])
         v[i] = ((sm & 0x80) << 8) | (np.uint16(exponent[i]) << 7) | (sm & 0x7F)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True, nogil=True)
 def _join_float32(exponent, sign_high, middle, low, v):
-    for i in nb.prange(v.size):
+    for i in range(v.size):
         sh = np.uint32(sign_high[i])
         v[i] = ((sh & 0x80) << 24) | (np.uint32(exponent[i]) << 23) | ((sh & 0x7F) << 16) | (np.uint32(middle[i]) << 8) | np.uint32(low[i])
+
+
+@nb.njit(parallel=True, cache=True)
+def _join_float16_parallel(exponent, sign_mantissa, v):
+    for b in nb.prange((v.size + _SPAN - 1) // _SPAN):
+        s = slice(b * _SPAN, (b + 1) * _SPAN)
+        _join_float16(exponent[s], sign_mantissa[s], v[s])
+
+
+@nb.njit(parallel=True, cache=True)
+def _join_float32_parallel(exponent, sign_high, middle, low, v):
+    for b in nb.prange((v.size + _SPAN - 1) // _SPAN):
+        s = slice(b * _SPAN, (b + 1) * _SPAN)
+        _join_float32(exponent[s], sign_high[s], middle[s], low[s], v[s])
 
 
 @nb.njit(parallel=True, cache=True)
@@ -115,18 +147,18 @@ def split(array: np.ndarray, split: str) -> list[np.ndarray]:
     """
     flat = array.reshape(-1)
     size = flat.dtype.itemsize
-    if split == "none" or flat.size < PARALLEL_MIN:
+    small = flat.size < PARALLEL_MIN
+    if split == "none" or (split == "bytes" and small):
         return dtypes.split(array, split)
     n = flat.size
     out = [np.empty(n, dtype=np.uint8) for _ in range(size)]
     if split == "bytes":
         for j, plane in enumerate(out):
             _gather(flat.view(np.uint8), j, size, plane)
-        return out
-    if size == 2:
-        _split_float16(flat.view("<u2"), *out)
+    elif size == 2:
+        (_split_float16 if small else _split_float16_parallel)(flat.view("<u2"), *out)
     else:
-        _split_float32(flat.view("<u4"), *out)
+        (_split_float32 if small else _split_float32_parallel)(flat.view("<u4"), *out)
     return out
 
 
@@ -135,7 +167,8 @@ def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, 
     dtype = dtypes.DTYPES[name]
     size = dtype.itemsize
     n = planes[0].size
-    if split == "none" or n < PARALLEL_MIN:
+    small = n < PARALLEL_MIN
+    if split == "none" or (split == "bytes" and small):
         return dtypes.join(planes, name, split, shape)
     if split == "bytes":
         out = np.empty(n * size, dtype=np.uint8)
@@ -144,8 +177,8 @@ def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, 
         return out.view(dtype).reshape(shape)
     if size == 2:
         v = np.empty(n, dtype="<u2")
-        _join_float16(*planes, v)
+        (_join_float16 if small else _join_float16_parallel)(*planes, v)
     else:
         v = np.empty(n, dtype="<u4")
-        _join_float32(*planes, v)
+        (_join_float32 if small else _join_float32_parallel)(*planes, v)
     return v.view(dtype).reshape(shape)

@@ -280,12 +280,17 @@ def quantize(counts: np.ndarray) -> np.ndarray:
 
 @nb.njit(cache=True)
 def _put(out, at, value, width):
-    """Write the ``width`` low bits of ``value`` at bit ``at[0]`` of ``out``, least significant first."""
-    for i in range(width):
-        if (value >> i) & 1:
-            bit = at[0] + i
-            out[bit >> 3] |= np.uint8(1 << (bit & 7))
-    at[0] += width
+    """Write the ``width`` low bits of ``value`` at bit ``at[0]`` of the zeroed ``out``, least significant
+    first, a byte's worth at a time (a bit at a time, a 75-symbol table took 5.7 us to write)."""
+    bit = at[0]
+    while width > 0:
+        shift = bit & 7
+        take = min(width, 8 - shift)
+        out[bit >> 3] |= np.uint8((value & ((1 << take) - 1)) << shift)
+        value >>= take
+        width -= take
+        bit += take
+    at[0] = bit
 
 
 @nb.njit(cache=True)
@@ -353,10 +358,15 @@ def _get(data, at, width):
     if at[0] + width > 8 * data.size:
         return -1
     value = 0
-    for i in range(width):
-        bit = at[0] + i
-        value |= ((np.int64(data[bit >> 3]) >> (bit & 7)) & 1) << i
-    at[0] += width
+    got = 0
+    bit = at[0]
+    while got < width:
+        shift = bit & 7
+        take = min(width - got, 8 - shift)
+        value |= ((np.int64(data[bit >> 3]) >> shift) & ((1 << take) - 1)) << got
+        got += take
+        bit += take
+    at[0] = bit
     return value
 
 
