@@ -235,12 +235,12 @@ def test_word_and_state_damage_fails_as_in_the_reference(n: int, seed: int, lane
     assert outcome(lambda: cpu.decode(bytes(section), n)) == expected
 
 
-@pytest.mark.parametrize("lanes", [4, 32])
+@pytest.mark.parametrize("lanes", [4, 16, 32])
 def test_counts_moved_between_chunks_never_read_past_the_section(lanes: int) -> None:
     """A chunk told to read far more words than it has takes zeros past its words and fails, as the reference does.
 
-    With 32 lanes the last chunk starts in the vector steps and reaches the
-    section's end in them, where the scalar steps take over.
+    With 16 and 32 lanes the last chunk starts in the vector steps and reaches
+    the section's end in them, where the scalar steps take over.
     """
     plane = np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)
     section = bytearray(coder.encode(plane, 1024, lanes=lanes))
@@ -257,7 +257,8 @@ def test_counts_moved_between_chunks_never_read_past_the_section(lanes: int) -> 
 @LENIENT
 @given(st.integers(1, 40), st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 8, 30]), st.data())
 def test_wide_chunks_equal_the_reference(steps: int, seed: int, spread: int, data: st.DataObject) -> None:
-    """32-lane chunks of many full steps (the vector loops) and a ragged one: the reference's bytes, and back.
+    """Chunks of 8, 16 and 32 lanes of many full steps (the vector loops; 8 lanes encode only) and a
+    ragged one: the reference's bytes, and back.
 
     Spreads from one symbol holding nearly every slot (no word for many
     steps) to near-uniform planes (a word from most lanes at every
@@ -265,16 +266,17 @@ def test_wide_chunks_equal_the_reference(steps: int, seed: int, spread: int, dat
     symbol, the one case where the encoder's limit ``f << 20`` is 2**32.
     """
     rng = np.random.default_rng(seed)
+    lanes = data.draw(st.sampled_from([8, 16, 32]))
     chunk = data.draw(st.sampled_from([128, 1024, 4096]))
-    n = steps * 128 + data.draw(st.sampled_from([0, 0, 1, 77, 127]))
+    n = steps * 4 * lanes + data.draw(st.sampled_from([0, 0, 1, 77, 127]))
     plane = (rng.normal(0, spread, n) % 256).astype(np.uint8)
     freq = None
     if spread == 1 and data.draw(st.booleans()):
         plane[:] = plane[0]
         freq = np.zeros(256, dtype=np.int64)
         freq[plane[0]] = tables.M
-    section = cpu.encode(plane, chunk, freq, lanes=32)
-    assert bytes(section) == coder.encode(plane, chunk, freq, lanes=32)
+    section = cpu.encode(plane, chunk, freq, lanes=lanes)
+    assert bytes(section) == coder.encode(plane, chunk, freq, lanes=lanes)
     assert np.array_equal(cpu.decode(section, n), plane)
 
 

@@ -1,8 +1,8 @@
-"""One full step of a 32-lane chunk as vector code: the CPU codec's inner loops for wide chunks.
+"""One full step of a chunk of 8, 16 or 32 lanes as vector code: the CPU codec's inner loops for wide chunks.
 
-A step is 4 sub-steps of the chunk's 32 lanes; lane ``l`` codes the 4
-consecutive symbols at bytes ``4 l .. 4 l + 3`` of the step's 128, so a
-step's symbols are one 128-byte load, lane ``l``'s in 32-bit element ``l``,
+A step is 4 sub-steps of the chunk's ``W`` lanes; lane ``l`` codes the 4
+consecutive symbols at bytes ``4 l .. 4 l + 3`` of the step's ``4 W``, so a
+step's symbols are one ``4 W``-byte load, lane ``l``'s in 32-bit element ``l``,
 sub-step ``u`` in its byte ``u``. Within a sub-step the lanes are independent
 but for the words: the lanes that renormalize take (or give) their words in
 lane order, which is what AVX-512's expand-load and compress-store do.
@@ -18,8 +18,10 @@ The arithmetic is :mod:`rans.cpu.kernels`' in 32-bit lanes:
   reciprocal, with the same operations (a product, then a sum, each rounded);
 * the decoder's slot table is :func:`rans.cpu.kernels.slot_table`'s.
 
-Callers keep the words in bounds: :func:`encode_step` stores at most 128
-words below ``pos``, :func:`decode_step` loads at most 128 from ``w``.
+Callers keep the words in bounds: :func:`encode_step` stores at most ``4 W``
+words below ``pos``, :func:`decode_step` loads at most ``4 W`` from ``w``.
+The lane count is a constant of each call (a literal ``W``), so each width
+compiles to vectors of its own.
 Numba's disk cache keys :mod:`rans.cpu.kernels` on that file alone: after
 editing this one, delete ``rans/cpu/__pycache__/*.nbi`` (``bench/NOTES.md``,
 entry C1).
@@ -47,8 +49,9 @@ from numba.extending import intrinsic
 
 from ..constants import M, PROB_BITS, STATE_LOW, WORD_BITS
 
-LANES = 32
-"""Lanes of the chunks these steps code (chunks of fewer lanes take the scalar loops)."""
+WIDTHS = (8, 16, 32)
+"""Lane counts of the chunks these steps code (chunks of fewer lanes take the scalar loops: 8 lanes of
+32-bit states fill half of one 256-bit register already)."""
 NEEDS = ("avx512f", "avx512bw", "avx512vl", "avx512vbmi2")
 """The CPU features the steps are used with (``vpcompressw`` and ``vpexpandw`` are AVX512-VBMI2)."""
 
@@ -70,20 +73,24 @@ def available() -> bool:
 
 AVAILABLE = available()
 """:func:`available` when this module was imported: a constant of the compiled loops."""
-STEP_SYMBOLS = LANES * 4
-"""Symbols of a step, and the most words a step emits or takes."""
 
 _I1, _I16, _I32, _I64 = (ir.IntType(b) for b in (1, 16, 32, 64))
 _F64 = ir.DoubleType()
 _PTR = ir.PointerType()
 
 
-def _vec(t: ir.Type) -> ir.VectorType:
-    return ir.VectorType(t, LANES)
+def _vec(t: ir.Type, n: int) -> ir.VectorType:
+    return ir.VectorType(t, n)
 
 
-def _splat(t: ir.Type, value: int | float) -> ir.Constant:
-    return ir.Constant(_vec(t), [value] * LANES)
+def _splat(t: ir.Type, value: int | float, n: int) -> ir.Constant:
+    return ir.Constant(_vec(t, n), [value] * n)
+
+
+def _width(lanes: types.Type) -> int | None:
+    """The lane count a call passes as a literal, if it is one of :data:`WIDTHS`."""
+    value = getattr(lanes, "literal_value", None)
+    return value if isinstance(lanes, types.IntegerLiteral) and value in WIDTHS else None
 
 
 def _contiguous(*arrays: types.Type) -> bool:
@@ -103,22 +110,26 @@ def _at(builder, base, index, size: int):
 
 
 def _gather(builder, base, index, elt: ir.Type, size: int):
-    """``base[index]`` for each lane: ``index`` a ``<32 x i32>`` of non-negative table indices."""
+    """``base[index]`` for each lane: ``index`` a ``<W x i32>`` of non-negative table indices."""
+    n = index.type.count
     bases = builder.shuffle_vector(
-        builder.insert_element(ir.Constant(_vec(_I64), ir.Undefined), base, ir.Constant(_I32, 0)),
-        ir.Constant(_vec(_I64), ir.Undefined),
-        _splat(_I32, 0),
+        builder.insert_element(ir.Constant(_vec(_I64, n), ir.Undefined), base, ir.Constant(_I32, 0)),
+        ir.Constant(_vec(_I64, n), ir.Undefined),
+        _splat(_I32, 0, n),
     )
-    pointers = builder.inttoptr(builder.add(bases, builder.mul(builder.zext(index, _vec(_I64)), _splat(_I64, size))), _vec(_PTR))
-    name = f"llvm.masked.gather.v{LANES}{'f64' if elt is _F64 else f'i{elt.width}'}.v{LANES}p0"
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vec(elt), [_vec(_PTR), _I32, _vec(_I1), _vec(elt)]), name)
-    return builder.call(fn, [pointers, ir.Constant(_I32, size), _splat(_I1, 1), ir.Constant(_vec(elt), ir.Undefined)])
+    offsets = builder.mul(builder.zext(index, _vec(_I64, n)), _splat(_I64, size, n))
+    pointers = builder.inttoptr(builder.add(bases, offsets), _vec(_PTR, n))
+    name = f"llvm.masked.gather.v{n}{'f64' if elt is _F64 else f'i{elt.width}'}.v{n}p0"
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_vec(elt, n), [_vec(_PTR, n), _I32, _vec(_I1, n), _vec(elt, n)]), name
+    )
+    return builder.call(fn, [pointers, ir.Constant(_I32, size), _splat(_I1, 1, n), ir.Constant(_vec(elt, n), ir.Undefined)])
 
 
 def _popcount(builder, mask):
-    """The number of set lanes of a ``<32 x i1>`` mask, as ``i64``."""
-    bits = builder.bitcast(mask, ir.IntType(LANES))
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(bits.type, [bits.type]), f"llvm.ctpop.i{LANES}")
+    """The number of set lanes of a ``<W x i1>`` mask, as ``i64``."""
+    bits = builder.bitcast(mask, ir.IntType(mask.type.count))
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(bits.type, [bits.type]), f"llvm.ctpop.i{bits.type.width}")
     return builder.zext(builder.call(fn, [bits]), _I64)
 
 
@@ -133,17 +144,19 @@ def _store(builder, value, pointer) -> None:
     store.align = 1
 
 
-@intrinsic
-def encode_step(typingctx, symbols, at, states, table, recips, scratch, pos):
-    """Encode the step of ``symbols[at : at + 128]`` into ``states`` (``uint32[32]``); return the new ``pos``.
+@intrinsic(prefer_literal=True)
+def encode_step(typingctx, symbols, at, states, table, recips, scratch, pos, lanes):
+    """Encode the step of ``symbols[at : at + 4 W]`` into ``states`` (``uint32[W]``, ``W`` the literal
+    ``lanes``); return the new ``pos``.
 
     Sub-steps run 3 to 0, as the encoder walks them; the words a sub-step
     emits go, in lane order, to the places just below ``pos`` in ``scratch``.
     ``table[s]`` is ``f | cum << 13`` and ``recips[s]`` is ``1.0 / max(f, 1)``.
     """
-    if not _contiguous(symbols, states, table, recips, scratch):
+    n = _width(lanes)
+    if n is None or not _contiguous(symbols, states, table, recips, scratch):
         return None
-    sig = types.int64(symbols, types.int64, states, table, recips, scratch, types.int64)
+    sig = types.int64(symbols, types.int64, states, table, recips, scratch, types.int64, lanes)
 
     def codegen(context, builder, signature, args):
         symbols_at = _data(context, builder, signature.args[0], args[0])
@@ -151,42 +164,44 @@ def encode_step(typingctx, symbols, at, states, table, recips, scratch, pos):
         table_at = _data(context, builder, signature.args[3], args[3])
         recips_at = _data(context, builder, signature.args[4], args[4])
         scratch_at = _data(context, builder, signature.args[5], args[5])
-        step = _load(builder, _at(builder, symbols_at, args[1], 1), _vec(_I32))
+        step = _load(builder, _at(builder, symbols_at, args[1], 1), _vec(_I32, n))
         x_at = builder.inttoptr(states_at, _PTR)
-        x = _load(builder, x_at, _vec(_I32))
+        x = _load(builder, x_at, _vec(_I32, n))
         pos = args[6]
         compress = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [_vec(_I16), _PTR, _vec(_I1)]), f"llvm.masked.compressstore.v{LANES}i16"
+            builder.module, ir.FunctionType(ir.VoidType(), [_vec(_I16, n), _PTR, _vec(_I1, n)]), f"llvm.masked.compressstore.v{n}i16"
         )
         for sub in range(3, -1, -1):
-            s = builder.and_(builder.lshr(step, _splat(_I32, 8 * sub)), _splat(_I32, 0xFF))
+            s = builder.and_(builder.lshr(step, _splat(_I32, 8 * sub, n)), _splat(_I32, 0xFF, n))
             packed = _gather(builder, table_at, s, _I32, 4)
-            f = builder.and_(packed, _splat(_I32, (1 << 13) - 1))
-            cum = builder.lshr(packed, _splat(_I32, 13))
-            emit = builder.icmp_unsigned(">=", builder.lshr(x, _splat(_I32, 20)), f)
+            f = builder.and_(packed, _splat(_I32, (1 << 13) - 1, n))
+            cum = builder.lshr(packed, _splat(_I32, 13, n))
+            emit = builder.icmp_unsigned(">=", builder.lshr(x, _splat(_I32, 20, n)), f)
             count = _popcount(builder, emit)
             pos = builder.sub(pos, count)
-            builder.call(compress, [builder.trunc(x, _vec(_I16)), _at(builder, scratch_at, pos, 2), emit])
-            x = builder.select(emit, builder.lshr(x, _splat(_I32, WORD_BITS)), x)
-            product = builder.fmul(builder.uitofp(x, _vec(_F64)), _gather(builder, recips_at, s, _F64, 8))
-            q = builder.fptoui(builder.fadd(product, _splat(_F64, 2.0**-16)), _vec(_I32))
-            x = builder.add(builder.add(x, builder.mul(q, builder.sub(_splat(_I32, M), f))), cum)
+            builder.call(compress, [builder.trunc(x, _vec(_I16, n)), _at(builder, scratch_at, pos, 2), emit])
+            x = builder.select(emit, builder.lshr(x, _splat(_I32, WORD_BITS, n)), x)
+            product = builder.fmul(builder.uitofp(x, _vec(_F64, n)), _gather(builder, recips_at, s, _F64, 8))
+            q = builder.fptoui(builder.fadd(product, _splat(_F64, 2.0**-16, n)), _vec(_I32, n))
+            x = builder.add(builder.add(x, builder.mul(q, builder.sub(_splat(_I32, M, n), f))), cum)
         _store(builder, x, x_at)
         return pos
 
     return sig, codegen
 
 
-@intrinsic
-def decode_step(typingctx, words, w, states, slots, out, at):
-    """Decode one step into ``out[at : at + 128]`` from ``states`` (``uint32[32]``); return the new ``w``.
+@intrinsic(prefer_literal=True)
+def decode_step(typingctx, words, w, states, slots, out, at, lanes):
+    """Decode one step into ``out[at : at + 4 W]`` from ``states`` (``uint32[W]``, ``W`` the literal
+    ``lanes``); return the new ``w``.
 
     Sub-steps run 0 to 3; the lanes that fall below ``L`` take the words
     from ``words[w]`` on, in lane order. ``slots`` is the slot table.
     """
-    if not _contiguous(words, states, slots, out):
+    n = _width(lanes)
+    if n is None or not _contiguous(words, states, slots, out):
         return None
-    sig = types.int64(words, types.int64, states, slots, out, types.int64)
+    sig = types.int64(words, types.int64, states, slots, out, types.int64, lanes)
 
     def codegen(context, builder, signature, args):
         words_at = _data(context, builder, signature.args[0], args[0])
@@ -194,22 +209,22 @@ def decode_step(typingctx, words, w, states, slots, out, at):
         slots_at = _data(context, builder, signature.args[3], args[3])
         out_at = _data(context, builder, signature.args[4], args[4])
         x_at = builder.inttoptr(states_at, _PTR)
-        x = _load(builder, x_at, _vec(_I32))
+        x = _load(builder, x_at, _vec(_I32, n))
         w = args[1]
         expand = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_vec(_I16), [_PTR, _vec(_I1), _vec(_I16)]), f"llvm.masked.expandload.v{LANES}i16"
+            builder.module, ir.FunctionType(_vec(_I16, n), [_PTR, _vec(_I1, n), _vec(_I16, n)]), f"llvm.masked.expandload.v{n}i16"
         )
-        symbols = _splat(_I32, 0)
+        symbols = _splat(_I32, 0, n)
         for sub in range(4):
-            entry = _gather(builder, slots_at, builder.and_(x, _splat(_I32, M - 1)), _I32, 4)
-            f = builder.add(builder.and_(builder.lshr(entry, _splat(_I32, 8)), _splat(_I32, 0xFFF)), _splat(_I32, 1))
-            x = builder.add(builder.mul(f, builder.lshr(x, _splat(_I32, PROB_BITS))), builder.lshr(entry, _splat(_I32, 20)))
-            need = builder.icmp_unsigned("<", x, _splat(_I32, STATE_LOW))
-            taken = builder.call(expand, [_at(builder, words_at, w, 2), need, _splat(_I16, 0)])
-            renormalized = builder.or_(builder.shl(x, _splat(_I32, WORD_BITS)), builder.zext(taken, _vec(_I32)))
+            entry = _gather(builder, slots_at, builder.and_(x, _splat(_I32, M - 1, n)), _I32, 4)
+            f = builder.add(builder.and_(builder.lshr(entry, _splat(_I32, 8, n)), _splat(_I32, 0xFFF, n)), _splat(_I32, 1, n))
+            x = builder.add(builder.mul(f, builder.lshr(x, _splat(_I32, PROB_BITS, n))), builder.lshr(entry, _splat(_I32, 20, n)))
+            need = builder.icmp_unsigned("<", x, _splat(_I32, STATE_LOW, n))
+            taken = builder.call(expand, [_at(builder, words_at, w, 2), need, _splat(_I16, 0, n)])
+            renormalized = builder.or_(builder.shl(x, _splat(_I32, WORD_BITS, n)), builder.zext(taken, _vec(_I32, n)))
             x = builder.select(need, renormalized, x)
             w = builder.add(w, _popcount(builder, need))
-            symbols = builder.or_(symbols, builder.shl(builder.and_(entry, _splat(_I32, 0xFF)), _splat(_I32, 8 * sub)))
+            symbols = builder.or_(symbols, builder.shl(builder.and_(entry, _splat(_I32, 0xFF, n)), _splat(_I32, 8 * sub, n)))
         _store(builder, x, x_at)
         _store(builder, symbols, _at(builder, out_at, args[5], 1))
         return w
