@@ -406,12 +406,12 @@ def test_the_entropy_floor_is_below_every_estimate(weights: list[int], first: in
     freq = tables.quantize(counts)
     estimate = codec.estimate_coded(counts, freq, n, chunk, tables.serialized_size(freq))
     k = int(np.count_nonzero(counts))
-    assert modes._floor_bytes(counts, n, chunk, k, tables.COST_FRACTION_BITS, tables.PRECISION_BITS) <= estimate
+    assert modes._floor_bytes(counts, n, chunk, coder.lanes_for(n), k, tables.COST_FRACTION_BITS, tables.PRECISION_BITS) <= estimate
 
 
 def test_the_entropy_floor_settles_near_uniform_planes() -> None:
     """A near-uniform plane is settled by the floor (raw), as the table search settles it."""
     plane = np.random.default_rng(5).integers(0, 256, 20000, dtype=np.uint8)
     counts = tables.count(plane)
-    assert modes._floor_bytes(counts, plane.size, 32768, 256, tables.COST_FRACTION_BITS, tables.PRECISION_BITS) >= plane.size
+    assert modes._floor_bytes(counts, plane.size, 32768, coder.lanes_for(plane.size), 256, tables.COST_FRACTION_BITS, tables.PRECISION_BITS) >= plane.size
     assert cpu.plan(plane, 32768) == ("raw", None) and codec.plan_counts(counts, plane.size, 32768) == ("raw", None)

@@ -29,8 +29,9 @@ import math
 import numba as nb
 import numpy as np
 
-from ..constants import LANE_SYMBOLS, LANES, PROB_BITS
+from ..constants import PROB_BITS
 from ..reference import tables
+from ..reference.coder import lanes_for
 from . import kernels
 from .coder import layout
 from .planes import count
@@ -42,16 +43,7 @@ _NO_COUNTS = np.zeros(0, dtype=np.int64)
 
 
 @nb.njit(cache=True)
-def _words_at(n, chunk, table_bytes):
-    """:attr:`rans.reference.coder.Layout.words_at` of a plane of ``n`` symbols and lanes ``lanes_for(n)``."""
-    lanes = 1
-    while lanes < LANES and 2 * lanes * LANE_SYMBOLS <= n:
-        lanes *= 2
-    return layout(n, chunk, table_bytes, lanes)[2]
-
-
-@nb.njit(cache=True)
-def _floor_bytes(counts, n, chunk, k, cost_fraction_bits, precision_bits):
+def _floor_bytes(counts, n, chunk, lanes, k, cost_fraction_bits, precision_bits):
     """A lower bound of the estimated section of every table the precision search could choose.
 
     Its table has the same ``k`` symbols and runs and at least a bit for each
@@ -68,13 +60,14 @@ def _floor_bytes(counts, n, chunk, k, cost_fraction_bits, precision_bits):
     table_bits = run_bits + precision_bits + _bit_length(k - 1) + (k - 1)
     units = (entropy - 1e-9 * n - 1e-6) * (1 << cost_fraction_bits) - n / 2
     bits = int(units) >> cost_fraction_bits if units > 0 else 0
-    return _words_at(n, chunk, (table_bits + 7) // 8) + (bits + 7) // 8
+    return layout(n, chunk, (table_bits + 7) // 8, lanes)[2] + (bits + 7) // 8
 
 
 @nb.njit(cache=True)
-def _plan(plane, counts, chunk, cost, precision_bits, prob_bits, fraction_bits):
+def _plan(plane, counts, chunk, lanes, cost, precision_bits, prob_bits, fraction_bits):
     """(mode index into :data:`MODES`, table): :func:`rans.codec.plan_counts` on the plane's ``counts``,
-    counted here (on this thread) when ``counts`` is empty. One entry point, not a counting one calling a
+    counted here (on this thread) when ``counts`` is empty; ``lanes`` is ``lanes_for(plane.size)``,
+    computed by the caller (a format constant frozen into cached code would outlive a change to it). One entry point, not a counting one calling a
     planning one: each level of calls between compiled functions costs a cold cache another compile of
     everything below it."""
     if counts.size == 0:
@@ -91,13 +84,13 @@ def _plan(plane, counts, chunk, cost, precision_bits, prob_bits, fraction_bits):
             k += 1
     if k == 1:
         return 1, freq
-    if _floor_bytes(counts, n, chunk, k, fraction_bits, precision_bits) >= n:
+    if _floor_bytes(counts, n, chunk, lanes, k, fraction_bits, precision_bits) >= n:
         return 0, freq
     freq = _choose(counts, _scale(counts, 1 << prob_bits), cost, precision_bits, prob_bits, fraction_bits)
     units = 0
     for s in range(counts.size):
         units += counts[s] * cost[freq[s]]
-    estimate = _words_at(n, chunk, _serialized_size(freq, precision_bits)) + ((units >> fraction_bits) + 7) // 8
+    estimate = layout(n, chunk, _serialized_size(freq, precision_bits), lanes)[2] + ((units >> fraction_bits) + 7) // 8
     return (2, freq) if estimate < n else (0, freq)
 
 
@@ -128,5 +121,6 @@ def plan(plane: np.ndarray, chunk: int) -> tuple[str, np.ndarray | None]:
     """
     plane = np.ascontiguousarray(plane, dtype=np.uint8).reshape(-1)
     counts = _NO_COUNTS if plane.size < kernels.PARALLEL_MIN else count(plane)  # small: counted in the call
-    mode, freq = _plan(plane, counts, chunk, tables.COST, tables.PRECISION_BITS, PROB_BITS, tables.COST_FRACTION_BITS)
+    options = (tables.COST, tables.PRECISION_BITS, PROB_BITS, tables.COST_FRACTION_BITS)
+    mode, freq = _plan(plane, counts, chunk, lanes_for(plane.size), *options)
     return MODES[mode], (freq if mode == 2 else None)
