@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterable, Iterator
 
-from . import checksum, dtypes
+from . import checksum, dtypes, hostbytes
 from .errors import (
     ChecksumError,
     CorruptDataError,
@@ -268,8 +268,8 @@ def write(out: BinaryIO, entries: list[Entry], sections: list[list[bytes]], meta
 
 
 def to_bytes(entries: list[Entry], sections: list[list[bytes]], metadata: dict[str, str] | None) -> bytes:
-    """A whole file (:func:`pieces`) as one ``bytes``, copied once."""
-    return b"".join(pieces(entries, sections, metadata))
+    """A whole file (:func:`pieces`) as one ``bytes``, copied once (:func:`rans.hostbytes.join`)."""
+    return hostbytes.join(pieces(entries, sections, metadata))
 
 
 def read_header(buf: memoryview) -> Header:

@@ -38,7 +38,7 @@ from typing import Any, Mapping
 import numpy as np
 from numba import cuda
 
-from .. import container, dtypes
+from .. import container, dtypes, hostbytes
 from ..cpu.tables import serialize
 from ..constants import DEFAULT_CHUNK, GROUP, LANE_COUNTS, LANES
 from ..errors import InvalidArgumentError
@@ -152,7 +152,7 @@ class Encoded:
 
     def to_bytes(self) -> bytes:
         """The file, copied to the host."""
-        return self.buffer.copy_to_host().tobytes() if self.nbytes else b""
+        return hostbytes.join([self.buffer.copy_to_host()]) if self.nbytes else b""
 
 
 def _allocate(nbytes: int) -> Any:
