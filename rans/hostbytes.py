@@ -66,8 +66,7 @@ def join(pieces: Sequence[Any]) -> bytes:
     bytes
         The pieces, one after another.
     """
-    views = [np.frombuffer(piece, dtype=np.uint8) for piece in pieces]
-    n = sum(view.size for view in views)
+    n = sum(memoryview(piece).nbytes for piece in pieces)
     if _FUNCTIONS is None or n < MIN_BYTES:
         return b"".join(pieces)
     new, data, madvise = _FUNCTIONS
@@ -79,7 +78,8 @@ def join(pieces: Sequence[Any]) -> bytes:
         madvise(low, high - low, mmap.MADV_HUGEPAGE)  # advice: where refused, the pages are 4 KiB, nothing else changes
     target = np.ctypeslib.as_array((ctypes.c_ubyte * n).from_address(address))
     at = 0
-    for view in views:
+    for piece in pieces:
+        view = np.frombuffer(piece, dtype=np.uint8)
         target[at : at + view.size] = view
         at += view.size
     return out

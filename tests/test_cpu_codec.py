@@ -239,16 +239,19 @@ def test_word_and_state_damage_fails_as_in_the_reference(n: int, seed: int, lane
 def test_counts_moved_between_chunks_never_read_past_the_section(lanes: int) -> None:
     """A chunk told to read far more words than it has takes zeros past its words and fails, as the reference does.
 
-    With 16 and 32 lanes the last chunk starts in the vector steps and reaches
-    the section's end in them, where the scalar steps take over.
+    The first chunk's stored count takes all but 300 of the last chunk's
+    (implied) words, so the last chunk starts 300 words before the section's
+    end and needs about 512: with 16 and 32 lanes it starts in the vector
+    steps and reaches the end in them, where the scalar steps take over.
     """
     plane = np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)
     section = bytearray(coder.encode(plane, 1024, lanes=lanes))
-    layout = coder.read_section(bytes(section), plane.size).layout
-    counts = np.frombuffer(section, "<u4", layout.n_chunks, layout.counts_at).copy()
-    counts[-1] += counts[0]
-    counts[0] = 0
-    section[layout.counts_at : layout.words_at] = counts.astype("<u4").tobytes()
+    parsed = coder.read_section(bytes(section), plane.size)
+    layout = parsed.layout
+    counts = parsed.counts.copy()
+    counts[0] += counts[-1] - 300
+    assert counts[0] <= 1024 and counts[-1] > 300  # still a valid section: the decoding finds the fault
+    section[layout.counts_at : layout.words_at] = counts[:-1].astype("<u4").tobytes()
     expected = outcome(lambda: coder.decode(bytes(section), plane.size))
     assert expected[0] is CorruptDataError and expected[4] == 0
     assert outcome(lambda: cpu.decode(bytes(section), plane.size)) == expected

@@ -49,9 +49,11 @@ from numba.extending import intrinsic
 
 from ..constants import M, PROB_BITS, STATE_LOW, WORD_BITS
 
-WIDTHS = (8, 16, 32)
-"""Lane counts of the chunks these steps code (chunks of fewer lanes take the scalar loops: 8 lanes of
-32-bit states fill half of one 256-bit register already)."""
+ENCODE_WIDTHS = (8, 16, 32)
+"""Lane counts whose chunks :mod:`rans.cpu.kernels` encodes with these steps (with 4 lanes they were slower
+than the scalar loops: 3.36 against 2.81 ns a symbol, ``bench/NOTES.md`` entry C2)."""
+DECODE_WIDTHS = (16, 32)
+"""Lane counts whose chunks it decodes with them (with 8 lanes they were slower: 2.02 against 1.70 ns)."""
 NEEDS = ("avx512f", "avx512bw", "avx512vl", "avx512vbmi2")
 """The CPU features the steps are used with (``vpcompressw`` and ``vpexpandw`` are AVX512-VBMI2)."""
 
@@ -88,9 +90,9 @@ def _splat(t: ir.Type, value: int | float, n: int) -> ir.Constant:
 
 
 def _width(lanes: types.Type) -> int | None:
-    """The lane count a call passes as a literal, if it is one of :data:`WIDTHS`."""
+    """The lane count a call passes as a literal, if it is one of :data:`ENCODE_WIDTHS` (which hold every width used)."""
     value = getattr(lanes, "literal_value", None)
-    return value if isinstance(lanes, types.IntegerLiteral) and value in WIDTHS else None
+    return value if isinstance(lanes, types.IntegerLiteral) and value in ENCODE_WIDTHS else None
 
 
 def _contiguous(*arrays: types.Type) -> bool:
