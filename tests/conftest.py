@@ -23,8 +23,48 @@ import shutil
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
+import sys
+import threading
+import traceback
+
+import numpy as np
 import pytest
 from hypothesis import settings
+
+
+def _lock_simulated_shared_arrays() -> None:
+    """Make the CUDA simulator give every thread of a block the same shared array.
+
+    numba-cuda 0.30's ``FakeCUDAShared.array`` looks up the array made at the
+    calling line, and makes it if there is none, without a lock: two threads
+    of a block that reach the line together each make one, and their writes
+    never meet. On a 2-core Intel VM that made 2 of 3 runs of
+    ``tests/test_gpu_encode.py`` fail at random (a CRC or a plane's mode wrong;
+    the same tests on the H200 and alone here pass). This is the same lookup
+    under a lock; the frame it keys on is still the caller's.
+    """
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    unlocked = kernelapi.FakeCUDAShared.array
+    lock = threading.Lock()
+
+    def array(self: kernelapi.FakeCUDAShared, shape: object, dtype: object, alignment: object = None) -> np.ndarray:
+        if shape == 0 or alignment is not None:  # dynamic shared memory (one buffer), or the simulator's error
+            return unlocked(self, shape, dtype, alignment)
+        caller = tuple(traceback.extract_stack(sys._getframe())[-2][0:2])
+        with lock:
+            made = self._allocations.get(caller)
+            if made is None:
+                made = self._allocations[caller] = np.empty(shape, numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else dtype)
+        return made
+
+    kernelapi.FakeCUDAShared.array = array
+
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    _lock_simulated_shared_arrays()
 
 # The default profile draws the same examples on every run (seeded by each
 # test's name), so a test run is reproducible and CI cannot fail by chance;
