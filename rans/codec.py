@@ -117,6 +117,11 @@ def decode_tensor(
     backend = (backend or backends.get()).pick("decode", entry.nbytes)
     if backend.decode_tensor is not None:
         return backend.decode_tensor(entry, buf, verify)
+    return decode_planes(entry, buf, verify, backend)
+
+
+def decode_planes(entry: container.Entry, buf: memoryview, verify: bool, backend: backends.Backend) -> np.ndarray:
+    """:func:`decode_tensor` plane by plane: each plane decoded by ``backend.decode``, then joined by ``backend.join``."""
     if verify:
         verify_sections(entry, buf)
     symbols = dtypes.plane_length(entry.dtype, entry.split, entry.size)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import rans
 from rans import backends, codec, container, cpu, dtypes
-from rans.cpu import kernels, modes
+from rans.cpu import kernels, modes, tensors
 from rans.cpu import planes as planes_module
 from rans.constants import LANE_COUNTS
 from rans.errors import CorruptDataError, InvalidArgumentError, RansError
@@ -418,3 +418,63 @@ def test_the_entropy_floor_settles_near_uniform_planes() -> None:
     counts = tables.count(plane)
     assert modes._floor_bytes(counts, plane.size, 32768, coder.lanes_for(plane.size), 256, tables.COST_FRACTION_BITS, tables.PRECISION_BITS) >= plane.size
     assert cpu.plan(plane, 32768) == ("raw", None) and codec.plan_counts(counts, plane.size, 32768) == ("raw", None)
+
+
+@st.composite
+def float_tensors(draw: st.DrawFn) -> tuple[np.ndarray, int]:
+    """A float tensor whose planes are coded, raw and constant in varied mixes, and a chunk size."""
+    dtype = draw(st.sampled_from(["BF16", "F16", "F32"]))
+    chunk = draw(CHUNKS)
+    n = draw(st.sampled_from([1, chunk - 1, chunk, chunk + 1, 5 * chunk + 77]) | st.integers(1, 4000))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["weights", "few values", "bf16 in f32", "small integers", "bits"]))
+    if kind == "weights":  # exponents coded, the rest raw
+        x = rng.normal(0, 0.02, n)
+    elif kind == "few values":  # every plane coded
+        x = rng.choice(rng.normal(0, 1, 5), n)
+    elif kind == "bf16 in f32":  # low planes constant
+        x = rng.normal(0, 1, n).astype(ml_dtypes.bfloat16)
+    elif kind == "small integers":
+        x = rng.integers(-3, 4, n)
+    else:
+        return rng.integers(0, 256, n * dtypes.DTYPES[dtype].itemsize, dtype=np.uint8).view(dtypes.DTYPES[dtype]), chunk
+    return np.asarray(x).astype(dtypes.DTYPES[dtype]), chunk
+
+
+@LENIENT
+@given(float_tensors(), st.integers(0, 2**32 - 1), st.integers(0, 3))
+def test_float_tensors_decoded_chunk_by_chunk_equal_the_reference(case: tuple[np.ndarray, int], seed: int, damage: int) -> None:
+    """``rans.cpu.tensors`` (chunks decoded and joined in one pass) gives the reference's array or its error.
+
+    ``damage`` bytes of the tensor's coded sections (states, counts or words) are overwritten first.
+    """
+    x, chunk = case
+    data = bytearray(rans.compress(x, chunk_size=chunk, backend="reference"))
+    entry = container.read_header(memoryview(bytes(data))).entries[0]
+    coded = [p for p in entry.planes if p.mode == "coded"]
+    fused = bool(coded) and kernels.PARALLEL_MIN <= entry.size
+    assert (tensors._prepare(entry, memoryview(bytes(data))) is not None) == fused
+    rng = np.random.default_rng(seed)
+    for _ in range(damage if coded else 0):
+        plane = coded[rng.integers(len(coded))]
+        layout = coder.read_section(bytes(data[plane.offset : plane.offset + plane.length]), entry.size).layout
+        data[plane.offset + int(rng.integers(layout.states_at, plane.length))] = int(rng.integers(0, 256))
+    buf = memoryview(bytes(data))
+    expected = outcome(lambda: codec.decode_planes(entry, buf, False, backends.get("reference")))
+    assert outcome(lambda: tensors.decode_tensor(entry, buf, verify=False)) == expected
+    if not damage:
+        assert expected == ("ok", x.tobytes())
+
+
+def test_a_damaged_second_plane_is_named() -> None:
+    """Both planes of a float tensor coded, a chunk of the second damaged: the error names that plane and chunk."""
+    x = np.random.default_rng(3).choice(np.random.default_rng(4).normal(0, 1, 7), 5000).astype(np.float16)
+    data = bytearray(rans.compress(x, chunk_size=1024, backend="cpu"))
+    entry = container.read_header(memoryview(bytes(data))).entries[0]
+    assert [p.mode for p in entry.planes] == ["coded", "coded"]
+    second = entry.planes[1]
+    layout = coder.read_section(bytes(data[second.offset : second.offset + second.length]), entry.size).layout
+    data[second.offset + layout.states_at + 4 * layout.lanes * 2] ^= 0x40  # chunk 2's first state
+    with pytest.raises(CorruptDataError) as e:
+        tensors.decode_tensor(entry, memoryview(bytes(data)), verify=False)
+    assert (e.value.tensor, e.value.field, e.value.chunk) == (entry.name, "planes[1]", 2)

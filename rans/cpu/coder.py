@@ -13,6 +13,8 @@ that says why.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba as nb
 import numpy as np
 
@@ -220,19 +222,57 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane", out: np.nd
         small = np.empty(n, dtype=np.uint8) if out is None else out
         if _small_decode(data, small, tables.PRECISION_BITS, PROB_BITS, tables.MAX_RUNS, tables.MAX_TABLE_BYTES):
             return small
+    prepared = prepare(section, n, field)
+    if out is None:
+        out = np.empty(n, dtype=np.uint8)
+    status = kernels.decode_chunks(prepared.words, prepared.chunk, prepared.lanes, prepared.slots, prepared.states, prepared.counts, out)
+    check_status(status, field)
+    return out
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A coded section parsed and checked as far as it can be without decoding, in the form the kernels take."""
+
+    chunk: int
+    lanes: int
+    words: np.ndarray
+    """``uint16``, read-only: the section's words, at least one (a zero where it has none)."""
+    slots: np.ndarray
+    """The slot table (:func:`slot_table`)."""
+    states: np.ndarray
+    """``int64[chunks, lanes]``: the initial states."""
+    counts: np.ndarray
+    """``int64[chunks]``: each chunk's word count."""
+
+
+def prepare(section: bytes | memoryview, n: int, field: str = "plane") -> Prepared:
+    """Parse a section of ``n`` symbols for :func:`rans.cpu.kernels.decode_chunks`.
+
+    Raises :class:`rans.CorruptDataError` where the reference's reader does,
+    and for the first chunk with an initial state below ``L``.
+    """
     parsed = read_section(section, n, field, fast_tables.parse)
-    layout = parsed.layout
     initial = parsed.states.astype(np.int64)
     bad = np.flatnonzero((initial < STATE_LOW).any(axis=1))
     if bad.size:
         raise CorruptDataError(f"initial state below L = {STATE_LOW}", field=field, chunk=int(bad[0]))
-    if out is None:
-        out = np.empty(n, dtype=np.uint8)
-    words = parsed.words if parsed.words.size else np.zeros(1, dtype=np.uint16)
-    status = kernels.decode_chunks(words, parsed.chunk, layout.lanes, slot_table(parsed.freq), initial, parsed.counts, out)
+    words = read_only(parsed.words if parsed.words.size else np.zeros(1, dtype=np.uint16))
+    return Prepared(parsed.chunk, parsed.layout.lanes, words, slot_table(parsed.freq), initial, parsed.counts)
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``: the kernels then see one array type whatever buffer a section came
+    from (each type is a compile of its own, tens of seconds for the threaded loops)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def check_status(status: np.ndarray, field: str) -> None:
+    """Raise :class:`rans.CorruptDataError` for the first chunk whose status (:func:`rans.cpu.kernels.decode_chunks`) is not 0."""
     bad = np.flatnonzero(status)
     if bad.size:
         i = int(bad[0])
         what = "did not read exactly its words" if status[i] == 1 else "did not end in state L"
         raise CorruptDataError(f"chunk {what}: the coded data is corrupt", field=field, chunk=i)
-    return out

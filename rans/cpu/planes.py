@@ -115,6 +115,18 @@ def _join_float32(exponent, sign_high, middle, low, v):
         v[i] = ((sh & 0x80) << 24) | (np.uint32(exponent[i]) << 23) | ((sh & 0x7F) << 16) | (np.uint32(middle[i]) << 8) | np.uint32(low[i])
 
 
+@nb.njit(cache=True, nogil=True)
+def _join_bytes16(low, high, v):
+    for i in range(v.size):
+        v[i] = np.uint16(low[i]) | (np.uint16(high[i]) << 8)
+
+
+@nb.njit(cache=True, nogil=True)
+def _join_bytes32(b0, b1, b2, b3, v):
+    for i in range(v.size):
+        v[i] = np.uint32(b0[i]) | (np.uint32(b1[i]) << 8) | (np.uint32(b2[i]) << 16) | (np.uint32(b3[i]) << 24)
+
+
 @nb.njit(parallel=True, cache=True)
 def _join_float16_parallel(exponent, sign_mantissa, v):
     for b in nb.prange((v.size + _SPAN - 1) // _SPAN):
