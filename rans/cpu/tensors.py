@@ -66,6 +66,7 @@ def _decode_join(split, modes, sources, words, slots, states, counts, chunk, scr
     threads = scratch.shape[0]
     first = _firsts(modes, counts, n_chunks)
     status = np.zeros((size, n_chunks), dtype=np.int8)
+    origin = np.int64(0)  # where a chunk starts in its scratch, typed: a literal 0 would compile the chunk loop again
     for t in nb.prange(threads):
         for i in range(t * n_chunks // threads, (t + 1) * n_chunks // threads):
             start = i * chunk
@@ -73,7 +74,7 @@ def _decode_join(split, modes, sources, words, slots, states, counts, chunk, scr
             for j in range(size):
                 if modes[j] == _CODED:
                     status[j, i] = kernels._decode_chunk(
-                        words[j], first[j, i], first[j, i + 1], states[j][i], 0, length, states[j].shape[1], slots[j], scratch[t, j]
+                        words[j], first[j, i], first[j, i + 1], states[j][i], origin, length, states[j].shape[1], slots[j], scratch[t, j]
                     )
             p0 = _source(modes[0], sources[0], scratch_view[t, 0], start, length)
             p1 = _source(modes[1], sources[1], scratch_view[t, 1], start, length)
