@@ -478,3 +478,31 @@ def test_a_damaged_second_plane_is_named() -> None:
     with pytest.raises(CorruptDataError) as e:
         tensors.decode_tensor(entry, memoryview(bytes(data)), verify=False)
     assert (e.value.tensor, e.value.field, e.value.chunk) == (entry.name, "planes[1]", 2)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    st.sampled_from(["BF16", "F16", "F32"]),
+    st.sampled_from([1 << 16, 1 << 17]),
+    st.integers(0, 3000),
+    st.sampled_from([1024, 4096, 8192]),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 3),
+)
+def test_wide_chunks_decoded_two_at_a_time_equal_the_reference(dtype: str, base: int, extra: int, chunk: int, seed: int, damage: int) -> None:
+    """Tensors whose coded planes have 16 or 32 lanes (their vector steps taken two chunks at a time by
+    ``rans.cpu.kernels._decode_pair``), their words damaged or not: the reference's array or error."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.02, base + extra).astype(dtypes.DTYPES[dtype])
+    data = bytearray(rans.compress(x, chunk_size=chunk, backend="cpu"))
+    entry = container.read_header(memoryview(bytes(data))).entries[0]
+    plane = next(p for p in entry.planes if p.mode == "coded")
+    layout = coder.read_section(bytes(data[plane.offset : plane.offset + plane.length]), entry.size).layout
+    assert layout.lanes in (16, 32)
+    for _ in range(damage):
+        data[plane.offset + int(rng.integers(layout.words_at, plane.length))] ^= 1 << int(rng.integers(8))
+    buf = memoryview(bytes(data))
+    expected = outcome(lambda: codec.decode_planes(entry, buf, False, backends.get("reference")))
+    assert outcome(lambda: tensors.decode_tensor(entry, buf, verify=False)) == expected
+    if not damage:
+        assert expected == ("ok", x.tobytes())

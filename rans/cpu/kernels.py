@@ -177,14 +177,48 @@ def _decode_chunk(words, first_word, end_word, initial, start, length, lanes, sl
     where :data:`rans.cpu.simd.AVAILABLE`) while a step's worth of words (4 a
     lane) remains in the section.
     """
-    x = initial.astype(np.int64)
-    w = first_word
+    return _decode_from(words, first_word, end_word, initial.astype(np.uint32), np.int64(0), start, length, lanes, slots, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def _vector_steps(lanes):
+    """Whether chunks of ``lanes`` lanes take :func:`rans.cpu.simd.decode_step` for their full steps."""
+    return simd.AVAILABLE and lanes in simd.DECODE_WIDTHS
+
+
+@nb.njit(cache=True, nogil=True)
+def _decode_pair(words, first_a, end_a, initial_a, first_b, end_b, initial_b, start, chunk, lanes, slots, out):
+    """Decode the two whole chunks at ``out[start : start + chunk]`` and the ``chunk`` elements after it,
+    their vector steps taken in turns (each chunk's steps wait on one another; two chunks' do not, so the
+    CPU overlaps them), then each finished as :func:`_decode_chunk` finishes one. Returns both statuses."""
+    xa = initial_a.astype(np.uint32)
+    xb = initial_b.astype(np.uint32)
+    wa = first_a
+    wb = first_b
+    per_step = lanes * RUN
+    step = 0
+    if _vector_steps(lanes):
+        while step < chunk // per_step and max(wa, wb) + per_step <= words.size:
+            at = start + step * per_step
+            if lanes == 32:
+                wa = simd.decode_step(words, wa, xa, slots, out, at, 32)
+                wb = simd.decode_step(words, wb, xb, slots, out, at + chunk, 32)
+            else:
+                wa = simd.decode_step(words, wa, xa, slots, out, at, 16)
+                wb = simd.decode_step(words, wb, xb, slots, out, at + chunk, 16)
+            step += 1
+    status_a = _decode_from(words, wa, end_a, xa, step, start, chunk, lanes, slots, out)
+    status_b = _decode_from(words, wb, end_b, xb, step, start + chunk, chunk, lanes, slots, out)
+    return status_a, status_b
+
+
+@nb.njit(cache=True, nogil=True)
+def _decode_from(words, w, end_word, x32, first, start, length, lanes, slots, out):
+    """:func:`_decode_chunk` from step ``first`` on, with states ``x32`` and the next word at ``w``."""
     top = words.size - 1
     per_step = lanes * RUN
     full = length // per_step
-    first = 0
-    if simd.AVAILABLE and lanes in simd.DECODE_WIDTHS:
-        x32 = initial.astype(np.uint32)
+    if _vector_steps(lanes):
         while first < full and w + per_step <= words.size:
             at = start + first * per_step
             if lanes == 32:
@@ -192,7 +226,7 @@ def _decode_chunk(words, first_word, end_word, initial, start, length, lanes, sl
             else:
                 w = simd.decode_step(words, w, x32, slots, out, at, 16)
             first += 1
-        x[:] = x32
+    x = x32.astype(np.int64)
     for step in range(first, (length + per_step - 1) // per_step):
         ragged = step >= full
         for sub in range(RUN):

@@ -56,9 +56,10 @@ def _decode_join(split, modes, sources, words, slots, states, counts, chunk, scr
     """Decode and join a tensor into ``out`` (its bytes); return each plane's chunk statuses (``int8[planes, chunks]``).
 
     ``modes`` has one entry a plane (2 or 4); the tuples have :data:`_PLANES`.
-    ``scratch`` is ``uint8[threads, planes, chunk]``; ``scratch_view`` is the
-    same memory, read-only, so that it types like the raw planes it stands
-    beside in :func:`_source`. Each thread takes an equal run of chunks.
+    ``scratch`` is ``uint8[threads, planes, 2 * chunk]``; ``scratch_view`` is
+    the same memory, read-only, so that it types like the raw planes it stands
+    beside in :func:`_source`. Each thread takes an equal run of chunks, two
+    whole chunks at a time (:func:`rans.cpu.kernels._decode_pair`).
     """
     size = len(modes)
     n = out.size // size
@@ -68,14 +69,23 @@ def _decode_join(split, modes, sources, words, slots, states, counts, chunk, scr
     status = np.zeros((size, n_chunks), dtype=np.int8)
     origin = np.int64(0)  # where a chunk starts in its scratch, typed: a literal 0 would compile the chunk loop again
     for t in nb.prange(threads):
-        for i in range(t * n_chunks // threads, (t + 1) * n_chunks // threads):
+        i = t * n_chunks // threads
+        end = (t + 1) * n_chunks // threads
+        while i < end:
             start = i * chunk
-            length = min(chunk, n - start)
+            pair = i + 1 < end and start + 2 * chunk <= n
+            length = 2 * chunk if pair else min(chunk, n - start)
             for j in range(size):
-                if modes[j] == _CODED:
-                    status[j, i] = kernels._decode_chunk(
-                        words[j], first[j, i], first[j, i + 1], states[j][i], origin, length, states[j].shape[1], slots[j], scratch[t, j]
+                if modes[j] != _CODED:
+                    continue
+                lanes = states[j].shape[1]
+                if pair:
+                    status[j, i], status[j, i + 1] = kernels._decode_pair(
+                        words[j], first[j, i], first[j, i + 1], states[j][i], first[j, i + 1], first[j, i + 2], states[j][i + 1],
+                        origin, chunk, lanes, slots[j], scratch[t, j],
                     )
+                else:
+                    status[j, i] = kernels._decode_chunk(words[j], first[j, i], first[j, i + 1], states[j][i], origin, length, lanes, slots[j], scratch[t, j])
             p0 = _source(modes[0], sources[0], scratch_view[t, 0], start, length)
             p1 = _source(modes[1], sources[1], scratch_view[t, 1], start, length)
             if size == 2:
@@ -92,6 +102,7 @@ def _decode_join(split, modes, sources, words, slots, states, counts, chunk, scr
                     planes._join_float32(p0, p1, p2, p3, v)
                 else:
                     planes._join_bytes32(p0, p1, p2, p3, v)
+            i += 2 if pair else 1
     return status
 
 
@@ -148,9 +159,9 @@ def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) 
     modes = np.array([_CODED if isinstance(p, coder.Prepared) else _RAW if p.size == entry.size else _CONST for p in prepared], dtype=np.int8)
     nothing = coder.read_only(np.zeros(1, dtype=np.uint8))
     sources = tuple(
-        nothing if isinstance(p, coder.Prepared) else coder.read_only(np.repeat(p, chunk) if p.size == 1 < entry.size else p) for p in prepared
+        nothing if isinstance(p, coder.Prepared) else coder.read_only(np.repeat(p, 2 * chunk) if p.size == 1 < entry.size else p) for p in prepared
     ) + (nothing,) * missing
-    scratch = np.empty((nb.get_num_threads(), len(prepared), chunk), dtype=np.uint8)
+    scratch = np.empty((nb.get_num_threads(), len(prepared), 2 * chunk), dtype=np.uint8)
     try:
         out = np.empty(entry.nbytes, dtype=np.uint8)
     except MemoryError:
