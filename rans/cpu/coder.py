@@ -225,7 +225,8 @@ def decode(section: bytes | memoryview, n: int, field: str = "plane", out: np.nd
     prepared = prepare(section, n, field)
     if out is None:
         out = np.empty(n, dtype=np.uint8)
-    status = kernels.decode_chunks(prepared.words, prepared.chunk, prepared.lanes, prepared.slots, prepared.states, prepared.counts, out)
+    lanes = prepared.states.shape[1]
+    status = kernels.decode_chunks(prepared.words, prepared.chunk, lanes, prepared.slots, prepared.states, prepared.counts, out)
     check_status(status, field)
     return out
 
@@ -235,13 +236,12 @@ class Prepared:
     """A coded section parsed and checked as far as it can be without decoding, in the form the kernels take."""
 
     chunk: int
-    lanes: int
     words: np.ndarray
     """``uint16``, read-only: the section's words, at least one (a zero where it has none)."""
     slots: np.ndarray
     """The slot table (:func:`slot_table`)."""
     states: np.ndarray
-    """``int64[chunks, lanes]``: the initial states."""
+    """``int64[chunks, lanes]``: the initial states (the lane count is their second dimension)."""
     counts: np.ndarray
     """``int64[chunks]``: each chunk's word count."""
 
@@ -258,7 +258,7 @@ def prepare(section: bytes | memoryview, n: int, field: str = "plane") -> Prepar
     if bad.size:
         raise CorruptDataError(f"initial state below L = {STATE_LOW}", field=field, chunk=int(bad[0]))
     words = read_only(parsed.words if parsed.words.size else np.zeros(1, dtype=np.uint16))
-    return Prepared(parsed.chunk, parsed.layout.lanes, words, slot_table(parsed.freq), initial, parsed.counts)
+    return Prepared(parsed.chunk, words, slot_table(parsed.freq), initial, parsed.counts)
 
 
 def read_only(array: np.ndarray) -> np.ndarray:

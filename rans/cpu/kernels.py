@@ -186,6 +186,14 @@ def _vector_steps(lanes):
     return simd.AVAILABLE and lanes in simd.DECODE_WIDTHS
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _vector_step(words, w, x32, slots, out, at, lanes):
+    """:func:`rans.cpu.simd.decode_step` with ``lanes`` (16 or 32) passed as the literal it needs."""
+    if lanes == 32:
+        return simd.decode_step(words, w, x32, slots, out, at, 32)
+    return simd.decode_step(words, w, x32, slots, out, at, 16)
+
+
 @nb.njit(cache=True, nogil=True)
 def _decode_pair(words, first_a, end_a, initial_a, first_b, end_b, initial_b, start, chunk, lanes, slots, out):
     """Decode the two whole chunks at ``out[start : start + chunk]`` and the ``chunk`` elements after it,
@@ -200,12 +208,8 @@ def _decode_pair(words, first_a, end_a, initial_a, first_b, end_b, initial_b, st
     if _vector_steps(lanes):
         while step < chunk // per_step and max(wa, wb) + per_step <= words.size:
             at = start + step * per_step
-            if lanes == 32:
-                wa = simd.decode_step(words, wa, xa, slots, out, at, 32)
-                wb = simd.decode_step(words, wb, xb, slots, out, at + chunk, 32)
-            else:
-                wa = simd.decode_step(words, wa, xa, slots, out, at, 16)
-                wb = simd.decode_step(words, wb, xb, slots, out, at + chunk, 16)
+            wa = _vector_step(words, wa, xa, slots, out, at, lanes)
+            wb = _vector_step(words, wb, xb, slots, out, at + chunk, lanes)
             step += 1
     status_a = _decode_from(words, wa, end_a, xa, step, start, chunk, lanes, slots, out)
     status_b = _decode_from(words, wb, end_b, xb, step, start + chunk, chunk, lanes, slots, out)
@@ -220,11 +224,7 @@ def _decode_from(words, w, end_word, x32, first, start, length, lanes, slots, ou
     full = length // per_step
     if _vector_steps(lanes):
         while first < full and w + per_step <= words.size:
-            at = start + first * per_step
-            if lanes == 32:
-                w = simd.decode_step(words, w, x32, slots, out, at, 32)
-            else:
-                w = simd.decode_step(words, w, x32, slots, out, at, 16)
+            w = _vector_step(words, w, x32, slots, out, start + first * per_step, lanes)
             first += 1
     x = x32.astype(np.int64)
     for step in range(first, (length + per_step - 1) // per_step):

@@ -1,10 +1,10 @@
 """Tensors decoded chunk by chunk and joined while the chunk is in cache.
 
 Decoding a coded plane whole and then joining the planes writes every
-decoded symbol to memory and reads it back; here each thread decodes chunk
-``i`` of every coded plane of a tensor into scratch of its own (32 KiB a
-plane by default) and joins elements ``i * chunk`` to ``(i + 1) * chunk``
-from it at once, as the GPU's kernel joins in registers. That applies to
+decoded symbol to memory and reads it back; here each thread decodes chunks
+``i`` and ``i + 1`` of every coded plane of a tensor into scratch of its own
+(64 KiB a plane by default) and joins elements ``i * chunk`` to
+``(i + 2) * chunk`` from it at once, as the GPU's kernel joins in registers. That applies to
 tensors of 2- and 4-byte elements split into planes (``"float"`` or
 ``"bytes"``), large enough to share among threads, whose coded planes share
 one chunk size (writers give them one); other tensors take
@@ -24,6 +24,7 @@ from . import coder, kernels, planes
 
 _RAW, _CODED, _CONST = 0, 1, 2
 """A plane's mode, as the kernel takes it."""
+_MODES = {"raw": _RAW, "coded": _CODED, "const": _CONST}
 _FLOAT, _BYTES = 0, 1
 """The split, as the kernel takes it."""
 _PLANES = 4
@@ -106,27 +107,33 @@ def _decode_join(split, modes, sources, words, slots, states, counts, chunk, scr
     return status
 
 
-def _prepare(entry: container.Entry, buf: memoryview) -> list[coder.Prepared | np.ndarray] | None:
-    """Each plane as the kernel takes it (a coded plane's :class:`~rans.cpu.coder.Prepared`, a raw
-    plane's bytes, a constant plane's value as one byte), or ``None`` where :func:`decode_tensor`
-    leaves the tensor to :func:`rans.codec.decode_planes`."""
+def _prepare(entry: container.Entry, buf: memoryview) -> list[coder.Prepared | None] | None:
+    """Each coded plane's :class:`~rans.cpu.coder.Prepared` (``None`` for the other planes), or ``None``
+    where :func:`decode_tensor` leaves the tensor to :func:`rans.codec.decode_planes`."""
     n = entry.size
     if entry.split == "none" or len(entry.planes) not in (2, 4) or n < kernels.PARALLEL_MIN:
         return None
-    prepared: list[coder.Prepared | np.ndarray] = []
+    prepared: list[coder.Prepared | None] = []
     for j, plane in enumerate(entry.planes):
-        section = buf[plane.offset : plane.offset + plane.length]
-        if plane.mode == "coded":
-            try:
-                prepared.append(coder.prepare(section, n, f"planes[{j}]"))
-            except RansError:
-                return None
-        elif plane.mode == "raw":
-            prepared.append(np.frombuffer(section, dtype=np.uint8))
-        else:
-            prepared.append(np.full(1, plane.value, dtype=np.uint8))
-    chunks = {p.chunk for p in prepared if isinstance(p, coder.Prepared)}
+        if plane.mode != "coded":
+            prepared.append(None)
+            continue
+        try:
+            prepared.append(coder.prepare(buf[plane.offset : plane.offset + plane.length], n, f"planes[{j}]"))
+        except RansError:
+            return None
+    chunks = {p.chunk for p in prepared if p is not None}
     return prepared if len(chunks) == 1 else None
+
+
+def _bytes_of(plane: container.Plane, buf: memoryview, span: int, nothing: np.ndarray) -> np.ndarray:
+    """The read-only bytes the kernel reads for a plane: a raw plane's section, ``span`` copies of a
+    constant plane's value, or ``nothing`` for a coded plane (its bytes are decoded into scratch)."""
+    if plane.mode == "raw":
+        return coder.read_only(np.frombuffer(buf[plane.offset : plane.offset + plane.length], dtype=np.uint8))
+    if plane.mode == "const":
+        return coder.read_only(np.full(span, plane.value, dtype=np.uint8))
+    return nothing
 
 
 def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) -> np.ndarray:
@@ -149,18 +156,16 @@ def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) 
     prepared = _prepare(entry, buf)
     if prepared is None:
         return codec.decode_planes(entry, buf, False, backends.get("cpu"))
-    coded = next(p for p in prepared if isinstance(p, coder.Prepared))
+    coded = next(p for p in prepared if p is not None)
     chunk = coded.chunk
     missing = _PLANES - len(prepared)
 
     def each(part: str, stand_in: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(getattr(p, part) if isinstance(p, coder.Prepared) else stand_in for p in prepared) + (stand_in,) * missing
+        return tuple(stand_in if p is None else getattr(p, part) for p in prepared) + (stand_in,) * missing
 
-    modes = np.array([_CODED if isinstance(p, coder.Prepared) else _RAW if p.size == entry.size else _CONST for p in prepared], dtype=np.int8)
+    modes = np.array([_MODES[plane.mode] for plane in entry.planes], dtype=np.int8)
     nothing = coder.read_only(np.zeros(1, dtype=np.uint8))
-    sources = tuple(
-        nothing if isinstance(p, coder.Prepared) else coder.read_only(np.repeat(p, 2 * chunk) if p.size == 1 < entry.size else p) for p in prepared
-    ) + (nothing,) * missing
+    sources = tuple(_bytes_of(plane, buf, 2 * chunk, nothing) for plane in entry.planes) + (nothing,) * missing
     scratch = np.empty((nb.get_num_threads(), len(prepared), 2 * chunk), dtype=np.uint8)
     try:
         out = np.empty(entry.nbytes, dtype=np.uint8)
