@@ -34,9 +34,9 @@ from rans.reference import coder
 from .files import Parts, assemble, fix_tensor_crcs, header_text, take_apart
 
 
-def _file(tensors: dict[str, np.ndarray], chunk: int) -> bytes:
+def _file(tensors: dict[str, np.ndarray], chunk: int, prefer: str = "ratio") -> bytes:
     out = io.BytesIO()
-    container.write(out, *api.encode_tensors(tensors, None, chunk_size=chunk))
+    container.write(out, *api.encode_tensors(tensors, None, chunk_size=chunk, prefer=prefer))
     return out.getvalue()
 
 
@@ -68,6 +68,7 @@ def base_files(scale: int = 8) -> list[bytes]:
     several["empty"] = np.zeros((0, 2), ml_dtypes.bfloat16)
     files.append(_file(several, 256))
     files.append(_file({f"layer{i}.{name}": singles[name][: 256 * (i + 1)] for i in range(4) for name in ("bf16", "f16", "u8")}, 128))
+    files.append(_file({"f8": singles["f8"], "i8_odd": singles["i8"][:-1], "u8": singles["u8"]}, 256, "speed"))
     return files
 
 

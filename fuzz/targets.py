@@ -304,11 +304,11 @@ def cli(data: bytes) -> None:
         os.unlink(out)
 
 
-ENCODERS: dict[str, Callable[[np.ndarray, int], bytes]] = {
-    "reference": lambda array, chunk: rans.compress(array, chunk_size=chunk, backend="reference"),
-    "cpu": lambda array, chunk: rans.compress(array, chunk_size=chunk, backend="cpu"),
+ENCODERS: dict[str, Callable[[np.ndarray, int, str], bytes]] = {
+    "reference": lambda array, chunk, prefer: rans.compress(array, chunk_size=chunk, backend="reference", prefer=prefer),
+    "cpu": lambda array, chunk, prefer: rans.compress(array, chunk_size=chunk, backend="cpu", prefer=prefer),
 }
-"""Every encoder the round trip runs: name -> function of (array, chunk size) to file bytes.
+"""Every encoder the round trip runs: name -> function of (array, chunk size, writer preference) to file bytes.
 
 Each must give exactly the bytes of ``"reference"``. Register a new backend here."""
 
@@ -342,11 +342,13 @@ def _array(draw: Draw) -> np.ndarray:
 
 
 def roundtrip(data: bytes) -> None:
-    """An array drawn from ``data`` through every encoder and decoder: same bytes, same array."""
+    """An array drawn from ``data``, written for ratio or speed, through every encoder and decoder: same
+    bytes, same array."""
     draw = Draw(data)
     chunk = 128 * (1 + draw.below(8))
     array = _array(draw)
-    files = {name: encode(array, chunk) for name, encode in ENCODERS.items()}
+    prefer = dtypes.PREFERENCES[draw.below(len(dtypes.PREFERENCES))]
+    files = {name: encode(array, chunk, prefer) for name, encode in ENCODERS.items()}
     reference = files["reference"]
     for name, encoded in files.items():
         assert encoded == reference, f"encoder {name!r} differs from the reference"

@@ -50,7 +50,9 @@ def _buffer(data: Any) -> memoryview:
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
-def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1, backend: str = "auto") -> bytes:
+def compress(
+    array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1, backend: str = "auto", prefer: str = "ratio"
+) -> bytes:
     """Compress one tensor losslessly into bytes.
 
     Examples
@@ -81,6 +83,13 @@ def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1, b
         The codec that does the work (see :mod:`rans.backends`); every one
         writes the same bytes. ``"auto"`` (default) takes the fastest
         available: ``"cpu"`` (Numba) when it imports, else ``"reference"``.
+    prefer : {"ratio", "speed"}
+        ``"ratio"`` (default): the smallest file. ``"speed"``: the fastest
+        decode on a GPU, at a ratio a little lower: 1-byte tensors (``U8``,
+        ``I8``, fp8) are split into two planes of nibbles, two elements a
+        coded symbol, and a tensor keeps one coded plane at most (the one
+        that saves the most), its others raw, so that one fused pass decodes
+        it (``docs/FORMAT.md``, section 5; ``README.md`` gives the figures).
 
     Returns
     -------
@@ -90,12 +99,15 @@ def compress(array: Any, *, chunk_size: int = DEFAULT_CHUNK, workers: int = 1, b
     Raises
     ------
     rans.InvalidArgumentError
-        The dtype is not supported, the chunk size is invalid, or the backend
-        is unknown or not available.
+        The dtype is not supported, the chunk size, ``prefer`` or
+        ``workers`` is invalid, or the backend is unknown or not available.
     """
     chunk_size = check_chunk(chunk_size)
     _check_workers(workers)
-    entry, sections = codec.encode_tensor(_as_array(array, "array"), "", chunk_size, workers, backends.get(backend))
+    dtypes.check_prefer(prefer)
+    entry, sections = codec.encode_tensor(
+        _as_array(array, "array"), "", chunk_size, workers, backends.get(backend), prefer
+    )
     return container.to_bytes([entry], [sections], None)
 
 
@@ -190,6 +202,7 @@ def save_file(
     chunk_size: int = DEFAULT_CHUNK,
     workers: int = 1,
     backend: str = "auto",
+    prefer: str = "ratio",
 ) -> None:
     """Compress named tensors into a file, atomically.
 
@@ -220,8 +233,12 @@ def save_file(
         Processes that share the encoding, as in :func:`compress`.
     backend : {"auto", "cpu", "reference", "gpu"}
         The encoder, as in :func:`compress`.
+    prefer : {"ratio", "speed"}
+        The smallest file or the fastest GPU decode, as in :func:`compress`.
     """
-    entries, sections, metadata = encode_tensors(tensors, metadata, chunk_size=chunk_size, workers=workers, backend=backend)
+    entries, sections, metadata = encode_tensors(
+        tensors, metadata, chunk_size=chunk_size, workers=workers, backend=backend, prefer=prefer
+    )
     write_atomic(path, lambda f: container.write(f, entries, sections, metadata))
 
 
@@ -232,16 +249,18 @@ def encode_tensors(
     chunk_size: int = DEFAULT_CHUNK,
     workers: int = 1,
     backend: str = "auto",
+    prefer: str = "ratio",
 ) -> tuple[list[container.Entry], list[list[bytes | memoryview]], dict[str, str] | None]:
     """Validate and code named tensors: what :func:`save_file` writes, before it is laid out.
 
     Returns the header entries, each tensor's sections and the metadata, ready
     for :func:`rans.container.write` (to a file or an ``io.BytesIO``); the
-    sections are bytes-like (``bytes`` or ``memoryview``). ``backend`` and
-    ``workers`` are as in :func:`compress`.
+    sections are bytes-like (``bytes`` or ``memoryview``). ``backend``,
+    ``workers`` and ``prefer`` are as in :func:`compress`.
     """
     chunk_size = check_chunk(chunk_size)
     _check_workers(workers)
+    dtypes.check_prefer(prefer)
     encoder = backends.get(backend)
     if not isinstance(tensors, Mapping):
         raise InvalidArgumentError("tensors must be a mapping of names to arrays")
@@ -253,7 +272,7 @@ def encode_tensors(
     for name, value in tensors.items():
         if not isinstance(name, str):
             raise InvalidArgumentError(f"tensor names must be strings, not {type(name).__name__}")
-        entry, blobs = codec.encode_tensor(_as_array(value, f"tensor {name!r}"), name, chunk_size, workers, encoder)
+        entry, blobs = codec.encode_tensor(_as_array(value, f"tensor {name!r}"), name, chunk_size, workers, encoder, prefer)
         entries.append(entry)
         sections.append(blobs)
     return entries, sections, dict(metadata) if metadata else None

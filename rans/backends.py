@@ -142,18 +142,29 @@ def get(name: str = "auto") -> Backend:
 
 
 @functools.cache
-def _auto() -> Backend:
-    host = None
+def host() -> Backend:
+    """The first host backend of :data:`AUTO` that loads: the one ``"auto"`` codes small tensors with.
+
+    Examples
+    --------
+    >>> from rans import backends
+    >>> backends.host().name in backends.AUTO
+    True
+    """
     for candidate in AUTO:
         try:
-            host = _load(candidate)
-            break
+            return _load(candidate)
         except InvalidArgumentError:
             continue
-    assert host is not None, "the reference backend is always available"
+    raise AssertionError("the reference backend is always available")
+
+
+@functools.cache
+def _auto() -> Backend:
+    base = host()
     if not _driver_present():
-        return host
-    return dataclasses.replace(host, large=_Gpu(host))
+        return base
+    return dataclasses.replace(base, large=_Gpu(base))
 
 
 def _gpu_in_use() -> bool:

@@ -200,12 +200,15 @@ def compress_to(
     workers: int = 1,
     progress: Progress = _nothing,
     backend: str = "auto",
+    prefer: str = "ratio",
 ) -> None:
     """Compress the safetensors file ``src`` into the open binary file ``out`` (see the module doc).
 
-    ``backend`` codes the tensors (:func:`rans.backends.get`; every backend writes the same bytes).
+    ``backend`` codes the tensors (:func:`rans.backends.get`; every backend writes the same bytes);
+    ``prefer`` favours the smallest file or the fastest GPU decode, as in :func:`rans.compress`.
     """
     chunk_size = check_chunk(chunk_size)
+    dtypes.check_prefer(prefer)
     encoder = backends.get(backend)
     with SafetensorsFile(src) as st:
         user = dict(st.metadata or {})
@@ -221,7 +224,7 @@ def compress_to(
             for t in st.tensors:
                 array = st.array(t)
                 hashed = hashing.submit(digest.update, array.reshape(-1).view(np.uint8))
-                coded = codec.encode_tensor(array, t.name, chunk_size, workers, encoder)
+                coded = codec.encode_tensor(array, t.name, chunk_size, workers, encoder, prefer)
                 hashed.result()
                 yield coded
                 st.release(t)

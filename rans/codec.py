@@ -63,7 +63,12 @@ def plan_counts(
 
 
 def encode_tensor(
-    array: np.ndarray, name: str, chunk: int, workers: int = 1, backend: backends.Backend | None = None
+    array: np.ndarray,
+    name: str,
+    chunk: int,
+    workers: int = 1,
+    backend: backends.Backend | None = None,
+    prefer: str = "ratio",
 ) -> tuple[container.Entry, list[bytes | memoryview]]:
     """Split, plan and code one tensor; return its header entry and its sections (bytes-like).
 
@@ -72,19 +77,26 @@ def encode_tensor(
     ``workers`` processes share the chunks of each coded plane on the
     reference backend, and are ignored by the others. A plane is released
     once coded, so at most the planes not yet coded and the sections made
-    so far are held at once.
+    so far are held at once. ``prefer="speed"`` takes the dtype's split for
+    ``"speed"`` (:func:`rans.dtypes.splits_of`) and codes one plane at most
+    (:func:`_one_coded`); the GPU encoder makes only the ``"ratio"`` files,
+    so such a tensor is coded on the host.
     """
     backend = (backend or backends.get()).pick("encode", array.nbytes)
-    if backend.encode_tensor is not None:
+    if backend.encode_tensor is not None and (prefer == "ratio" or backend.encode is not None):
         return backend.encode_tensor(array, name, chunk)
+    if backend.encode is None:
+        backend = backends.host()
     encode = functools.partial(coder.encode, workers=workers) if backend.name == "reference" else backend.encode
     dtype = dtypes.name_of(array.dtype)
     array = np.asarray(array, dtype=dtypes.DTYPES[dtype], order="C")
     if dtype == "BOOL" and array.size and int(array.view(np.uint8).max()) > 1:
         raise InvalidArgumentError(f"tensor {name!r}: a BOOL array holds bytes other than 0 and 1")
-    for split in dtypes.splits_of(dtype):
+    for split in dtypes.splits_of(dtype, prefer):
         planes = backend.split(array, split)
         plans = [_plan_plane(p, chunk, backend) for p in planes]
+        if prefer == "speed":
+            plans = _one_coded(planes, plans, chunk)
         if split == "none" or any(mode != "raw" for mode, _ in plans):
             break
     entry = container.Entry(name, dtype, tuple(int(d) for d in array.shape))
@@ -102,6 +114,24 @@ def encode_tensor(
         sections.append(blob)
     entry.crc = container.sections_crc(sections)
     return entry, sections
+
+
+def _one_coded(
+    planes: list[np.ndarray], plans: list[tuple[str, np.ndarray | None]], chunk: int
+) -> list[tuple[str, np.ndarray | None]]:
+    """``plans`` with one coded plane at most: the one whose estimated section saves the most bytes
+    (the first of equals); the other coded planes become raw. A GPU decodes a tensor of one coded plane
+    in one pass, joining the others as it goes."""
+    coded = [j for j, (mode, _) in enumerate(plans) if mode == "coded"]
+    if len(coded) < 2:
+        return plans
+
+    def saving(j: int) -> int:
+        freq = plans[j][1]
+        return planes[j].size - estimate_coded(tables.count(planes[j]), freq, planes[j].size, chunk, tables.serialized_size(freq))
+
+    keep = max(coded, key=lambda j: (saving(j), -j))
+    return [("raw", None) if j in coded and j != keep else plan for j, plan in enumerate(plans)]
 
 
 def decode_tensor(

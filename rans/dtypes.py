@@ -13,6 +13,13 @@ tensor's elements become planes (``docs/FORMAT.md``, "Plane splits"):
     For ``BF16`` and ``F32``, whose exponent is 8 bits: plane 0 is the
     exponent, plane 1 the sign bit over the 7 high mantissa bits, and for
     ``F32`` planes 2 and 3 the middle and low mantissa bytes.
+``"nibbles"``
+    For ``U8``, ``I8``, ``F8_E4M3`` and ``F8_E5M2``: each byte becomes a
+    high and a low nibble (for the float8 dtypes, the high one is the 4
+    exponent bits under the sign, the low one the sign over the 3 lowest
+    bits); plane 0 packs the high nibbles of elements ``2i`` and ``2i + 1``
+    into symbol ``i``, plane 1 the low nibbles. Writers use it only when
+    asked (``prefer="speed"``): a GPU decodes two elements per symbol.
 
 A tensor's split follows from its dtype and plane count: one plane is
 ``"none"``, more is the dtype's other split.
@@ -31,6 +38,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import ml_dtypes
@@ -86,11 +94,28 @@ def name_of(dtype: np.dtype) -> str:
     raise InvalidArgumentError(f"dtype {dtype} is not supported; supported: {', '.join(DTYPES)}")
 
 
-def splits_of(name: str) -> tuple[str, ...]:
-    """The splits allowed for dtype ``name``, the one writers prefer first."""
+NIBBLE_DTYPES = ("U8", "I8", "F8_E4M3", "F8_E5M2")
+"""The dtypes split ``"nibbles"`` allows."""
+_FLOAT8 = ("F8_E4M3", "F8_E5M2")
+
+PREFERENCES = ("ratio", "speed")
+"""What a writer favours (``prefer=`` of :func:`rans.compress`): the smallest file, or the fastest
+GPU decode (1-byte dtypes split ``"nibbles"``, one coded plane a tensor at most)."""
+
+
+def check_prefer(prefer: str) -> None:
+    """Raise :class:`~rans.InvalidArgumentError` unless ``prefer`` is one of :data:`PREFERENCES`."""
+    if not (isinstance(prefer, str) and prefer in PREFERENCES):
+        raise InvalidArgumentError(f"prefer must be one of {', '.join(map(repr, PREFERENCES))}, not {prefer!r}")
+
+
+def splits_of(name: str, prefer: str = "ratio") -> tuple[str, ...]:
+    """The splits allowed for dtype ``name``, the one writers use first for ``prefer``."""
     size = DTYPES[name].itemsize
     if size == 1:
-        return ("none",)
+        if name not in NIBBLE_DTYPES:
+            return ("none",)
+        return ("nibbles", "none") if prefer == "speed" else ("none", "nibbles")
     if name in ("BF16", "F32"):
         return ("float", "none")
     return ("bytes", "none")
@@ -98,16 +123,22 @@ def splits_of(name: str) -> tuple[str, ...]:
 
 def split_for(name: str, planes: int) -> str:
     """The split of a tensor of dtype ``name`` stored in ``planes`` planes."""
-    return splits_of(name)[0] if planes > 1 else "none"
+    if planes <= 1:
+        return "none"
+    return next(s for s in splits_of(name) if s != "none")
 
 
 def plane_count(name: str, split: str) -> int:
     """Number of planes ``split`` makes of a tensor of dtype ``name``."""
+    if split == "nibbles":
+        return 2
     return 1 if split == "none" else DTYPES[name].itemsize
 
 
 def plane_length(name: str, split: str, n: int) -> int:
     """Symbols in each plane of an ``n``-element tensor."""
+    if split == "nibbles":
+        return (n + 1) // 2
     return n * DTYPES[name].itemsize if split == "none" else n
 
 
@@ -120,6 +151,8 @@ def split(array: np.ndarray, split: str) -> list[np.ndarray]:
     if split == "bytes":
         as_bytes = flat.view(np.uint8).reshape(-1, size)
         return [np.ascontiguousarray(as_bytes[:, j]) for j in range(size)]
+    if split == "nibbles":
+        return _split_nibbles(flat.view(np.uint8), name_of(flat.dtype) in _FLOAT8)
     v = flat.view(_UINT[size])
     if size == 2:
         exponent = (v >> 7).astype(np.uint8)
@@ -136,6 +169,8 @@ def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, 
     size = dtype.itemsize
     if split == "none":
         return np.ascontiguousarray(planes[0]).view(dtype).reshape(shape)
+    if split == "nibbles":
+        return _join_nibbles(planes[0], planes[1], name in _FLOAT8, math.prod(shape)).view(dtype).reshape(shape)
     n = planes[0].size
     if split == "bytes":
         out = np.empty((n, size), dtype=np.uint8)
@@ -150,3 +185,26 @@ def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, 
         exponent, sign_high, middle, low = (p.astype(u) for p in planes)
         v = ((sign_high & 0x80) << 24) | (exponent << 23) | ((sign_high & 0x7F) << 16) | (middle << 8) | low
     return v.astype(u).view(dtype).reshape(shape)
+
+
+def _split_nibbles(b: np.ndarray, float8: bool) -> list[np.ndarray]:
+    """Split ``"nibbles"`` of bytes ``b``: planes of high and low nibbles, two elements a symbol."""
+    if float8:
+        high, low = (b >> 3) & 0xF, ((b >> 4) & 0x8) | (b & 0x7)
+    else:
+        high, low = b >> 4, b & 0xF
+    planes = []
+    for nibbles in (high, low):
+        pairs = np.zeros(2 * ((b.size + 1) // 2), dtype=np.uint8)
+        pairs[: b.size] = nibbles
+        planes.append(pairs[0::2] | (pairs[1::2] << 4))
+    return planes
+
+
+def _join_nibbles(high: np.ndarray, low: np.ndarray, float8: bool, n: int) -> np.ndarray:
+    """The ``n`` bytes whose split ``"nibbles"`` is ``high`` and ``low`` (the last symbols' unused nibbles ignored)."""
+    h = np.stack((high & 0xF, high >> 4), axis=1).reshape(-1)[:n]
+    lo = np.stack((low & 0xF, low >> 4), axis=1).reshape(-1)[:n]
+    if float8:
+        return ((lo & 0x8) << 4) | (h << 3) | (lo & 0x7)
+    return (h << 4) | lo

@@ -140,9 +140,13 @@ def plane_modes(tensor: dict) -> list[str]:
 
 
 def plane_symbols(tensor: dict) -> int:
-    """Symbols in each plane: the split is ``none`` (bytes of every element) iff there is one plane."""
+    """Symbols in each plane: the split is ``none`` (bytes of every element) iff there is one plane, and
+    ``nibbles`` (two elements a symbol) iff a 1-byte dtype has two."""
     n = math.prod(tensor["shape"])
-    return n * DTYPES[tensor["dtype"]].itemsize if len(tensor["planes"]) == 1 else n
+    size = DTYPES[tensor["dtype"]].itemsize
+    if len(tensor["planes"]) == 1:
+        return n * size
+    return (n + 1) // 2 if size == 1 else n
 
 
 @dataclass

@@ -81,6 +81,16 @@ def test_invalid_chunk_sizes(chunk: Any, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("prefer", ["fast", "", None, 1, "Speed"], ids=repr)
+def test_invalid_preferences(prefer: Any, tmp_path: Path) -> None:
+    """``prefer`` other than "ratio" or "speed" is an InvalidArgumentError that names the choices; nothing is written."""
+    with pytest.raises(rans.InvalidArgumentError, match="prefer must be one of 'ratio', 'speed'"):
+        rans.compress(small(), prefer=prefer)
+    with pytest.raises(rans.InvalidArgumentError, match="prefer"):
+        rans.save_file({"x": small()}, tmp_path / "x.rans", prefer=prefer)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("chunk", [128, 256, 128 * 1000, MAX_CHUNK])
 def test_valid_chunk_sizes(chunk: int) -> None:
     """Every multiple of 128 up to 2**22 is accepted."""

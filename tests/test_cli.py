@@ -126,6 +126,22 @@ def test_bf16_round_trip(tmp_path):
     assert os.path.getsize(tmp_path / "w.rans") < os.path.getsize(src) / 1.4
 
 
+def test_compress_for_speed(tmp_path):
+    """``--prefer speed``: 1-byte tensors split "nibbles", the checkpoint back byte for byte."""
+    rng = np.random.default_rng(5)
+    src = str(tmp_path / "q.safetensors")
+    stn.save_file({"q": np.clip(np.round(rng.normal(0, 12, 5001)), -127, 127).astype(np.int8),
+             "b": rng.normal(0, 1, 300).astype(np.float32)}, src)
+    packed = str(tmp_path / "q.rans")
+    assert run("compress", src, "-o", packed, "-q", "--prefer", "speed") == 0
+    with open(packed, "rb") as f:
+        entries = {e.name: e for e in rans.container.read_header(memoryview(f.read())).entries}
+    assert (entries["q"].split, [p.mode for p in entries["q"].planes]) == ("nibbles", ["coded", "raw"])
+    assert run("decompress", packed, "-o", str(tmp_path / "back.safetensors"), "-q") == 0
+    assert sha(str(tmp_path / "back.safetensors")) == sha(src)
+    assert run("verify", packed, "-q") == 0
+
+
 def test_header_out_of_offset_order_with_spaces_kept_verbatim(tmp_path):
     a, b = np.arange(6, dtype=np.float32), np.arange(4, dtype=np.int16)
     header = {  # listed in reverse of the data order, metadata last, indented, extra padding

@@ -120,11 +120,12 @@ def array_of(dtype: str, n: int, seed: int) -> np.ndarray:
 
 
 @LENIENT
-@given(st.sampled_from(sorted(dtypes.DTYPES)), st.integers(0, 3000), st.integers(0, 2**32 - 1), CHUNKS)
-def test_compress_equals_the_reference_for_every_dtype(dtype: str, n: int, seed: int, chunk: int) -> None:
+@given(st.sampled_from(sorted(dtypes.DTYPES)), st.integers(0, 3000), st.integers(0, 2**32 - 1), CHUNKS,
+       st.sampled_from(dtypes.PREFERENCES))
+def test_compress_equals_the_reference_for_every_dtype(dtype: str, n: int, seed: int, chunk: int, prefer: str) -> None:
     x = array_of(dtype, n, seed)
-    data = rans.compress(x, chunk_size=chunk, backend="cpu")
-    assert data == rans.compress(x, chunk_size=chunk, backend="reference")
+    data = rans.compress(x, chunk_size=chunk, backend="cpu", prefer=prefer)
+    assert data == rans.compress(x, chunk_size=chunk, backend="reference", prefer=prefer)
     assert_identical(x, rans.decompress(data, backend="cpu"))
     assert_identical(x, rans.decompress(data, backend="reference"))
 

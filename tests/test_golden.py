@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import rans
-from rans.dtypes import name_of
+from rans.dtypes import name_of, split_for
 from rans_files import PLAIN, ZLIB, assemble, load_bytes, parse, plane_modes, store_header
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -79,9 +79,9 @@ def test_golden_file_reencodes_identically(filename: str, tmp_path: Path) -> Non
     entry = MANIFEST[filename]
     tensors = decode(filename, entry)
     if entry["api"] == "compress":
-        data = rans.compress(tensors[""], chunk_size=entry["chunk_size"])
+        data = rans.compress(tensors[""], chunk_size=entry["chunk_size"], prefer=entry["prefer"])
     else:
-        rans.save_file(tensors, tmp_path / filename, entry["metadata"], chunk_size=entry["chunk_size"])
+        rans.save_file(tensors, tmp_path / filename, entry["metadata"], chunk_size=entry["chunk_size"], prefer=entry["prefer"])
         data = (tmp_path / filename).read_bytes()
     golden = (GOLDEN / filename).read_bytes()
     if data != golden and zlib_differs(golden):
@@ -125,15 +125,14 @@ def test_golden_files_cover_the_format() -> None:
         for tensor in parsed.document["tensors"]:
             planes = plane_modes(tensor)
             modes.update(planes)
-            multi = "float" if tensor["dtype"] in ("BF16", "F32") else "bytes"
-            splits.add(multi if len(planes) > 1 else "none")
+            splits.add(split_for(tensor["dtype"], len(planes)))
         for section in parsed.sections:
             if section.mode == "coded":
                 lanes.add(section.lanes)
                 if section.n_chunks > 1:
                     chunked_lanes.add(section.lanes)
     assert modes == {"coded", "raw", "const"}
-    assert splits == {"float", "bytes", "none"}
+    assert splits == {"float", "bytes", "nibbles", "none"}
     assert lanes == {1, 2, 4, 8, 16, 32}
     assert encodings == {PLAIN, ZLIB}
     assert 32 in chunked_lanes and min(chunked_lanes) < 32

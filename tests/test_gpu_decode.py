@@ -59,16 +59,18 @@ def test_every_dtype_matches_the_reference(kind: str) -> None:
     n=st.integers(0, 400 if SIMULATED else 200_000),
     chunk=st.sampled_from([128, 256, 1024]),
     seed=st.integers(0, 2**32 - 1),
+    prefer=st.sampled_from(["ratio", "speed"]),
 )
-def test_drawn_tensors_match_the_reference(kind: str, n: int, chunk: int, seed: int) -> None:
-    """Hypothesis-drawn dtype, size, chunk size and data: GPU bytes equal reference bytes."""
+def test_drawn_tensors_match_the_reference(kind: str, n: int, chunk: int, seed: int, prefer: str) -> None:
+    """Hypothesis-drawn dtype, size, chunk size, data and writer preference: GPU bytes equal reference bytes."""
     x = weights(kind, n, seed)
-    data = rans.compress(x, chunk_size=chunk)
+    data = rans.compress(x, chunk_size=chunk, prefer=prefer)
     assert on_gpu(data).tobytes() == rans.decompress(data).tobytes()
 
 
 def fused_loops(n: int, seed: int) -> dict[str, tuple[np.ndarray, int, int, bool | None]]:
-    """Tensors that take each specialized loop of the fused decoder.
+    """Tensors that take each specialized loop of the fused decoder (``n`` even), written with
+    :func:`prefer` of their kind.
 
     name -> (tensor, kernel kind, shift, whether its first other plane is raw rather than constant;
     None for a kind without other planes).
@@ -94,7 +96,18 @@ def fused_loops(n: int, seed: int) -> dict[str, tuple[np.ndarray, int, int, bool
         "f16": (weights("f16", n, seed), kernels.KIND_BYTES2, 1, True),
         **{f"u32, byte {s} coded": ((small() << (8 * s)).astype(np.uint32), kernels.KIND_BYTES4, s, False) for s in range(4)},
         "u32, byte 0 coded, raw others": ((small() | byte() << 8 | byte() << 16 | byte() << 24).astype(np.uint32), kernels.KIND_BYTES4, 0, True),
+        "e4m3 nibbles": (weights("e4m3", n, seed), kernels.KIND_NIBBLES8, 0, True),
+        "e5m2 nibbles": (weights("e5m2", n, seed), kernels.KIND_NIBBLES8, 0, True),
+        "i8 nibbles": (weights("i8", n, seed), kernels.KIND_NIBBLES, 0, True),
+        "u8 nibbles, constant low nibbles": ((small() % 3 << 4).astype(np.uint8), kernels.KIND_NIBBLES, 0, False),
     }
+
+
+def prefer(kind: int) -> str:
+    """The writer preference that gives a loop's tensor its split: ``"speed"`` for split "nibbles"."""
+    from rans.gpu import kernels
+
+    return "speed" if kind in (kernels.KIND_NIBBLES, kernels.KIND_NIBBLES8) else "ratio"
 
 
 @pytest.mark.parametrize("name", list(fused_loops(8, 0)))
@@ -102,8 +115,8 @@ def test_every_fused_loop_matches_the_reference(name: str) -> None:
     """Each (kind, shift) loop of the fused kernel, with raw and constant other planes: the plan takes it, bytes agree."""
     from rans.gpu import decoder, kernels
 
-    x, kind, shift, raw = fused_loops(260 if SIMULATED else 300_001, 7)[name]
-    data = rans.compress(x, chunk_size=128 if SIMULATED else 32768)
+    x, kind, shift, raw = fused_loops(260 if SIMULATED else 300_002, 7)[name]
+    data = rans.compress(x, chunk_size=128 if SIMULATED else 32768, prefer=prefer(kind))
     buf = memoryview(data)
     [row] = decoder.plan(buf, container.read_header(buf).entries, [0]).fused.planes
     assert (row[kernels.P_KIND], row[kernels.P_SHIFT]) == (kind, shift)
@@ -119,10 +132,28 @@ def test_every_fused_loop_matches_the_reference(name: str) -> None:
     seed=st.integers(0, 2**32 - 1),
 )
 def test_drawn_tensors_of_every_fused_loop_match_the_reference(name: str, n: int, chunk: int, seed: int) -> None:
-    """Hypothesis-drawn size, chunk size and data for the tensors of each fused loop: GPU bytes equal reference bytes."""
-    x = fused_loops(n, seed)[name][0]
-    data = rans.compress(x, chunk_size=chunk)
+    """Hypothesis-drawn size (odd ones included: split "nibbles" then takes the join kernel), chunk size
+    and data for the tensors of each fused loop: GPU bytes equal reference bytes."""
+    x, kind, _, _ = fused_loops(n, seed)[name]
+    data = rans.compress(x, chunk_size=chunk, prefer=prefer(kind))
     assert on_gpu(data).tobytes() == rans.decompress(data).tobytes()
+
+
+@pytest.mark.parametrize("n", [259, 260])
+def test_nibbles_the_fused_kernel_leaves_to_the_join_kernel(n: int) -> None:
+    """Split "nibbles" with only its low plane coded, or of an odd count: the join kernel's bytes equal the reference's."""
+    from rans.gpu import decoder
+
+    rng = np.random.default_rng(n)
+    low_coded = (rng.integers(0, 16, n) << 4 | rng.integers(0, 3, n)).astype(np.uint8)
+    for x in (low_coded, weights("e4m3", n, n), weights("i8", n, n)):
+        data = rans.compress(x, chunk_size=128, prefer="speed")
+        buf = memoryview(data)
+        [entry] = container.read_header(buf).entries
+        assert entry.split == "nibbles"
+        fused = decoder.plan(buf, [entry], [0]).fused.planes
+        assert fused == [] if (n % 2 or entry.planes[0].mode != "coded") else len(fused) == 1
+        assert on_gpu(data).tobytes() == rans.decompress(data).tobytes() == x.tobytes()
 
 
 def test_a_file_decodes_in_one_call() -> None:
@@ -144,12 +175,13 @@ def test_a_file_decodes_in_one_call() -> None:
 
 
 @SMALL
-@given(seed=st.integers(0, 2**32 - 1), flips=st.integers(1, 4))
-def test_corrupt_words_fail_like_the_reference(seed: int, flips: int) -> None:
-    """With CRCs off, damaged coded data gives the reference's error (same tensor and chunk) or its bytes."""
+@given(seed=st.integers(0, 2**32 - 1), flips=st.integers(1, 4), kind=st.sampled_from(["bf16", "e4m3"]))
+def test_corrupt_words_fail_like_the_reference(seed: int, flips: int, kind: str) -> None:
+    """With CRCs off, damaged coded data gives the reference's error (same tensor and chunk) or its bytes
+    (e4m3 written for speed: split "nibbles", through the fused kernel)."""
     rng = np.random.default_rng(seed)
-    x = weights("bf16", 400 if SIMULATED else 200_000, seed)
-    data = bytearray(rans.compress(x, chunk_size=128 if SIMULATED else 4096))
+    x = weights(kind, 400 if SIMULATED else 200_000, seed)
+    data = bytearray(rans.compress(x, chunk_size=128 if SIMULATED else 4096, prefer="speed"))
     header = container.read_header(memoryview(bytes(data)))
     coded = header.entries[0].planes[0]
     assert coded.mode == "coded"

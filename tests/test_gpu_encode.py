@@ -341,6 +341,17 @@ def test_the_gpu_backend_of_the_public_functions(tmp_path) -> None:
     }
 
 
+def test_files_for_speed_on_the_gpu_backend(tmp_path) -> None:
+    """prefer="speed" through backend="gpu" (coded on the host: the GPU encoder makes the files for ratio):
+    the reference's bytes, and split "nibbles" where it applies."""
+    tensors = {"w": weights("bf16", 300, seed=1), "i": weights("i8", 301, seed=2), "f": weights("e4m3", 400, seed=3)}
+    rans.save_file(tensors, tmp_path / "g.rans", chunk_size=128, backend="gpu", prefer="speed")
+    rans.save_file(tensors, tmp_path / "r.rans", chunk_size=128, backend="reference", prefer="speed")
+    assert (tmp_path / "g.rans").read_bytes() == (tmp_path / "r.rans").read_bytes()
+    entries = container.read_header(memoryview((tmp_path / "g.rans").read_bytes())).entries
+    assert [e.split for e in entries] == ["float", "nibbles", "nibbles"]
+
+
 @pytest.mark.gpu
 def test_encoder_launches_skip_numba_marshalling() -> None:
     """On a GPU every encoder kernel launches through launch.run's own marshalling, which matched Numba's

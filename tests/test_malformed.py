@@ -742,7 +742,7 @@ HOSTILE_HEADERS = [
     ("planes-2-for-f32", edit_planes("scales", lambda p: p[:2]), CorruptDataError, "scales", "planes"),
     ("planes-3-for-f32", edit_planes("bias", lambda p: p[:3]), CorruptDataError, "bias", "planes"),
     ("planes-5-for-f32", edit_planes("ones", lambda p: p + [0]), CorruptDataError, "ones", "planes"),
-    ("planes-2-for-int8", edit_planes("q", lambda p: p + [0]), CorruptDataError, "q", "planes"),
+    ("planes-3-for-int8", edit_planes("q", lambda p: p + [0, 0]), CorruptDataError, "q", "planes"),
     ("planes-2-for-bool", edit_planes("flags", lambda p: p + [0]), CorruptDataError, "flags", "planes"),
     ("planes-none", edit_planes("q", lambda p: []), CorruptDataError, "q", "planes"),
     ("planes-object", edit_planes("q", lambda p: {"0": p[0]}), CorruptDataError, "q", "planes"),

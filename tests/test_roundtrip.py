@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
 import rans
+from rans import container, dtypes
 from rans.constants import DEFAULT_CHUNK, M, STATE_LOW
-from rans.dtypes import DTYPES
+from rans.dtypes import DTYPES, NIBBLE_DTYPES, PREFERENCES
 from rans.reference import coder, tables
 from rans_files import (
     SECTION_HEADER,
@@ -108,16 +109,22 @@ def modes(data: bytes) -> list[str]:
     return plane_modes(header(data))
 
 
-def check_layout(data: bytes, chunk: int) -> None:
+def check_layout(data: bytes, chunk: int, prefer: str = "ratio") -> None:
     """Every entry and section of ``data`` is what FORMAT.md says a writer produces: the header as compact
     JSON, stored with zlib (level 9) exactly when that is shorter; keys, split, CRC-32, raw lengths, and
-    each coded section's header (lanes from the plane's length, the chunk size given)."""
+    each coded section's header (lanes from the plane's length, the chunk size given); for ``prefer``
+    "speed", one coded plane at most and 1-byte dtypes split "nibbles" or "none"."""
     parsed = parse(data)
     assert parsed.text == header_text(parsed.document)
     assert (parsed.encoding, parsed.stored) == store_header(parsed.text)
     for t in parsed.document["tensors"]:
         planes = plane_modes(t)
-        assert len(planes) in (1, DTYPES[t["dtype"]].itemsize)
+        size = DTYPES[t["dtype"]].itemsize
+        if prefer == "speed":
+            assert planes.count("coded") <= 1
+            assert len(planes) in (1, 2 if t["dtype"] in NIBBLE_DTYPES else size)
+        else:
+            assert len(planes) in (1, size)
         keys = {"name", "dtype", "shape", "planes"} | ({"coded"} if "coded" in planes else set())
         assert set(t) == keys | ({"crc32"} if set(planes) != {"const"} else set()), t
         indices = parsed.of_tensor(t["name"])
@@ -138,12 +145,67 @@ def check_layout(data: bytes, chunk: int) -> None:
 # compress / decompress
 
 
-@given(tensors(), st.sampled_from(SMALL_CHUNKS))
-def test_round_trip(x: np.ndarray, chunk: int) -> None:
-    """decompress(compress(x)) is x, for every dtype, shape and kind of data; the file is laid out as specified."""
-    data = rans.compress(x, chunk_size=chunk)
-    check_layout(data, chunk)
+@given(tensors(), st.sampled_from(SMALL_CHUNKS), st.sampled_from(PREFERENCES))
+def test_round_trip(x: np.ndarray, chunk: int, prefer: str) -> None:
+    """decompress(compress(x)) is x, for every dtype, shape, kind of data and writer preference; the file
+    is laid out as specified."""
+    data = rans.compress(x, chunk_size=chunk, prefer=prefer)
+    check_layout(data, chunk, prefer)
     assert_identical(x, rans.decompress(data))
+
+
+def nibbles_as_written(b: int, dtype: str) -> tuple[int, int]:
+    """FORMAT.md section 5's high and low nibble of byte ``b`` of ``dtype``, one bit field at a time."""
+    sign, bits = b >> 7, b & 0x7F
+    if dtype.startswith("F8"):
+        return bits >> 3, sign << 3 | (b & 0x7)
+    return b >> 4, b & 0xF
+
+
+@given(st.sampled_from(NIBBLE_DTYPES), st.binary(max_size=301))
+def test_split_nibbles_is_the_format(dtype: str, raw: bytes) -> None:
+    """Split "nibbles" of any bytes, element by element as FORMAT.md writes it (odd counts padded with a 0
+    nibble), and joined back to the same bytes."""
+    x = np.frombuffer(raw, np.uint8).view(DTYPES[dtype])
+    pairs = [nibbles_as_written(b, dtype) for b in raw] + [(0, 0)] * (len(raw) % 2)
+    high = [pairs[i][0] | pairs[i + 1][0] << 4 for i in range(0, len(pairs), 2)]
+    low = [pairs[i][1] | pairs[i + 1][1] << 4 for i in range(0, len(pairs), 2)]
+    planes = dtypes.split(x, "nibbles")
+    assert [p.tolist() for p in planes] == [high, low]
+    assert dtypes.join(planes, dtype, "nibbles", x.shape).tobytes() == raw
+
+
+@pytest.mark.parametrize("dtype", NIBBLE_DTYPES)
+@pytest.mark.parametrize("mode", ["raw", "coded"])
+def test_readers_ignore_the_padding_nibble(dtype: str, mode: str) -> None:
+    """An odd tensor split "nibbles" whose last symbols carry other nibbles than 0 where element n would be
+    decodes to the same tensor."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, 301).astype(np.uint8).view(DTYPES[dtype])
+    planes = dtypes.split(x, "nibbles")
+    for plane in planes:
+        plane[-1] |= 0xA0
+    entry = container.Entry("t", dtype, x.shape)
+    sections = []
+    for plane in planes:
+        blob = coder.encode(plane, 128) if mode == "coded" else plane.tobytes()
+        entry.planes.append(container.Plane(mode, length=len(blob)))
+        sections.append(blob)
+    entry.crc = container.sections_crc(sections)
+    data = container.to_bytes([entry], [sections], None)
+    for backend in ("reference", "cpu"):
+        assert rans.decompress(data, backend=backend).tobytes() == x.tobytes()
+
+
+@given(tensors(), st.sampled_from(SMALL_CHUNKS))
+def test_speed_codes_at_most_the_planes_ratio_codes(x: np.ndarray, chunk: int) -> None:
+    """Written for speed, a tensor of a dtype of several bytes keeps its split (or "none") and codes one of
+    the planes written for ratio codes, or none of them; the file is no smaller."""
+    ratio, speed = rans.compress(x, chunk_size=chunk), rans.compress(x, chunk_size=chunk, prefer="speed")
+    assert len(speed) >= len(ratio) or x.dtype.itemsize == 1
+    if x.dtype.itemsize > 1 and len(modes(ratio)) == len(modes(speed)) > 1:
+        coded = {j for j, m in enumerate(modes(ratio)) if m == "coded"}
+        assert {j for j, m in enumerate(modes(speed)) if m == "coded"} <= coded
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -160,7 +160,7 @@ def split(array: np.ndarray, split: str) -> list[np.ndarray]:
     flat = array.reshape(-1)
     size = flat.dtype.itemsize
     small = flat.size < PARALLEL_MIN
-    if split == "none" or (split == "bytes" and small):
+    if split in ("none", "nibbles") or (split == "bytes" and small):
         return dtypes.split(array, split)
     n = flat.size
     out = [np.empty(n, dtype=np.uint8) for _ in range(size)]
@@ -180,7 +180,7 @@ def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, 
     size = dtype.itemsize
     n = planes[0].size
     small = n < PARALLEL_MIN
-    if split == "none" or (split == "bytes" and small):
+    if split in ("none", "nibbles") or (split == "bytes" and small):
         return dtypes.join(planes, name, split, shape)
     if split == "bytes":
         out = np.empty(n * size, dtype=np.uint8)

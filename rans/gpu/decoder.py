@@ -5,8 +5,9 @@ validates the section's table, word counts and length (as the reference
 does), builds a 4096-entry decode table and one descriptor per chunk; one
 launch of :func:`kernels.decode` then decodes every coded plane of every
 tensor, joining planes as it writes. Tensors the fused kernel does not
-cover (several coded planes, 8-byte elements) decode their coded planes to
-a scratch buffer and go through :func:`kernels.join`.
+cover (several coded planes, 8-byte elements, split ``"nibbles"`` of an odd
+element count or with its high plane not coded) decode their coded planes
+to a scratch buffer and go through :func:`kernels.join`.
 """
 
 from __future__ import annotations
@@ -146,12 +147,16 @@ def _fused_kind(entry: container.Entry, coded: int) -> tuple[int, list[int]] | N
         return (kernels.KIND_BF16 if size == 2 else kernels.KIND_F32), others
     if entry.split == "bytes" and size in (2, 4):
         return (kernels.KIND_BYTES2 if size == 2 else kernels.KIND_BYTES4), others
+    if entry.split == "nibbles" and coded == 0 and entry.size % 2 == 0:
+        return _join_kind(entry), others
     return None
 
 
 def _join_kind(entry: container.Entry) -> int:
     if entry.split == "float":
         return kernels.KIND_BF16 if entry.dtype == "BF16" else kernels.KIND_F32
+    if entry.split == "nibbles":
+        return kernels.KIND_NIBBLES8 if entry.dtype.startswith("F8") else kernels.KIND_NIBBLES
     return kernels.KIND_BYTES
 
 

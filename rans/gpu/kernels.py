@@ -10,7 +10,8 @@ decodes every plane of every tensor of a batch.
 
 The join is fused: a lane holds 4 consecutive symbols of its chunk, fetches
 the same 4 bytes of each other plane of the tensor (raw, from the file
-buffer, or constant) and writes 4 finished elements. Each kind of join has
+buffer, or constant) and writes 4 finished elements (8 under split
+"nibbles", whose symbols hold two). Each kind of join has
 a loop of its own (:func:`_steps`, inlined with the kind as a constant),
 indexed in 32 bits from per-chunk views (:func:`warp.tail`), and a warp
 prefetches its words :data:`AHEAD_WORDS` ahead: 75 instructions per warp
@@ -48,6 +49,10 @@ KIND_BYTES2 = 3
 """2-byte split "bytes": the coded plane is byte SHIFT, SRC1 the other byte."""
 KIND_BYTES4 = 4
 """4-byte split "bytes": the coded plane is byte SHIFT, SRC1..SRC3 the others in byte order."""
+KIND_NIBBLES = 5
+"""U8 or I8 split "nibbles": the coded plane holds two elements' high nibbles a symbol, SRC1 their low ones."""
+KIND_NIBBLES8 = 6
+"""F8_E4M3 or F8_E5M2 split "nibbles": as :data:`KIND_NIBBLES`, the nibbles being the 4 bits under the sign and the sign over the 3 lowest."""
 
 _MASK = uint32(M - 1)
 _LOW = uint32(STATE_LOW)
@@ -67,8 +72,29 @@ def _byte(word, u):
 
 
 @cuda.jit(device=True, inline=True)
+def _spread(v):
+    """Nibbles 0, 1, 4, 5 of ``v`` (bytes 0 and 2 of nibble pairs) as the low nibbles of bytes 0 to 3."""
+    return (v | (v << uint32(4))) & uint32(0x0F0F0F0F)
+
+
+@cuda.jit(device=True, inline=True)
+def _nibbles(kind, h, low):
+    """Bytes of elements from their high and low nibble pairs ``h`` and ``low`` (bytes 0 and 2 of each)."""
+    h = _spread(h)
+    low = _spread(low)
+    if kind == KIND_NIBBLES:
+        return (h << uint32(4)) | low
+    return ((low & uint32(0x08080808)) << uint32(4)) | (h << uint32(3)) | (low & uint32(0x07070707))
+
+
+@cuda.jit(device=True, inline=True)
 def _assemble(kind, s, a, b, c, shift):
-    """One element's bits from its coded symbol ``s`` and the other planes' bytes ``a, b, c``."""
+    """One element's bits from its coded symbol ``s`` and the other planes' bytes ``a, b, c``.
+
+    Under split "nibbles" a symbol and its byte ``a`` are two elements, 16 bits.
+    """
+    if kind == KIND_NIBBLES or kind == KIND_NIBBLES8:
+        return _nibbles(kind, s, a)
     if kind == KIND_BF16:
         return ((a & uint32(0x80)) << uint32(8)) | (s << uint32(7)) | (a & uint32(0x7F))
     if kind == KIND_F32:
@@ -167,7 +193,10 @@ AHEAD_WORDS = 128
 
 @cuda.jit(device=True, inline=True)
 def _pair(kind, shift, s, t, a):
-    """Two 2-byte elements in one word: symbols ``s``, ``t`` and their other-plane bytes as bytes 0 and 2 of ``a``."""
+    """Two 2-byte elements (or 4 elements of split "nibbles") in one word: symbols ``s``, ``t`` and their
+    other-plane bytes as bytes 0 and 2 of ``a``."""
+    if kind == KIND_NIBBLES or kind == KIND_NIBBLES8:
+        return _nibbles(kind, s | (t << uint32(16)), a)
     if kind == KIND_BF16:
         return uint32(((a << uint32(8)) & uint32(0x80008000)) | (a & uint32(0x007F007F)) | (s << uint32(7)) | (t << uint32(23)))
     if shift == 1:
@@ -301,6 +330,10 @@ def decode(buf16, buf32, tables, planes, chunks, groups, out8, out16, out32, sta
                 x, consumed = _steps(KIND_BYTES2, 1, *args)
             elif kind == KIND_BYTES2:
                 x, consumed = _steps(KIND_BYTES2, 0, *args)
+            elif kind == KIND_NIBBLES:
+                x, consumed = _steps(KIND_NIBBLES, 0, *args)
+            elif kind == KIND_NIBBLES8:
+                x, consumed = _steps(KIND_NIBBLES8, 0, *args)
             else:
                 x, consumed = _steps(KIND_BYTES4, shift, *args)
             if full_steps * span < length:
@@ -341,11 +374,17 @@ def join(buf8, scratch8, sources, out8, count, itemsize, kind, out):
     ``sources[j]`` locates plane ``j``: ``>= 0`` a byte offset in ``buf8``,
     ``< -SCRATCH`` the offset ``-src - SCRATCH - 1`` in ``scratch8``, and
     otherwise the constant ``-src - 1``. ``kind`` is :data:`KIND_BYTES` for
-    split "bytes", else :data:`KIND_BF16` or :data:`KIND_F32` for "float".
+    split "bytes", :data:`KIND_BF16` or :data:`KIND_F32` for "float", and
+    :data:`KIND_NIBBLES` or :data:`KIND_NIBBLES8` for "nibbles".
     """
     for i in range(cuda.grid(1), count, cuda.gridsize(1)):
         at = out + i * itemsize
-        if kind == KIND_BYTES:
+        if kind == KIND_NIBBLES or kind == KIND_NIBBLES8:
+            nibble = uint32(4 * (i & 1))
+            h = (_plane_byte(buf8, scratch8, sources[0], i >> 1) >> nibble) & uint32(0xF)
+            low = (_plane_byte(buf8, scratch8, sources[1], i >> 1) >> nibble) & uint32(0xF)
+            out8[at] = uint8(_nibbles(kind, h, low) & uint32(0xFF))
+        elif kind == KIND_BYTES:
             for j in range(itemsize):
                 out8[at + j] = uint8(_plane_byte(buf8, scratch8, sources[j], i))
         else:

@@ -122,17 +122,30 @@ def golden_files() -> dict[str, dict[str, Any]]:
                 "w1": rng.normal(0, 0.02, 1500).astype(bf16),
             },
         },
+        "nibbles_speed.rans": {
+            "api": "save_file",
+            "chunk_size": 1024,
+            "prefer": "speed",
+            "tensors": {
+                "e4m3_odd": rng.normal(0, 1, 2049).astype(ml_dtypes.float8_e4m3fn),
+                "e5m2": rng.normal(0, 0.1, (16, 64)).astype(ml_dtypes.float8_e5m2),
+                "i8": np.clip(np.round(rng.normal(0, 12, 3000)), -127, 127).astype(np.int8),
+                "u8_low_coded": (rng.integers(0, 16, 1500) << 4 | rng.integers(0, 3, 1500)).astype(np.uint8),
+                "f16_one_coded": np.round(rng.normal(0, 40, 1000)).astype(np.float16),
+            },
+        },
     }
 
 
 def encode(spec: dict[str, Any]) -> bytes:
     """The bytes of one golden file, written as ``spec`` says."""
+    prefer = spec.get("prefer", "ratio")
     if spec["api"] == "compress":
         (array,) = spec["tensors"].values()
-        return rans.compress(array, chunk_size=spec["chunk_size"])
+        return rans.compress(array, chunk_size=spec["chunk_size"], prefer=prefer)
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "file.rans")
-        rans.save_file(spec["tensors"], path, spec.get("metadata"), chunk_size=spec["chunk_size"])
+        rans.save_file(spec["tensors"], path, spec.get("metadata"), chunk_size=spec["chunk_size"], prefer=prefer)
         return Path(path).read_bytes()
 
 
@@ -153,6 +166,7 @@ def main() -> None:
         manifest[filename] = {
             "api": spec["api"],
             "chunk_size": spec["chunk_size"],
+            "prefer": spec.get("prefer", "ratio"),
             "metadata": spec.get("metadata"),
             "sha256": sha256(data),
             "tensors": [describe(name, array) for name, array in spec["tensors"].items()],
