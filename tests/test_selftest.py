@@ -12,7 +12,7 @@ def test_selftest_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert selftest.main(["--backends", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "all round trips exact" in out
-    assert all(name in out for name in ("BF16", "F8_E4M3", "C128", "BOOL"))
+    assert all(name in out for name in ("BF16", "F8_E4M3", "C128", "BOOL", "I8/speed"))
 
 
 def test_selftest_reports_a_broken_decoder(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
