@@ -32,9 +32,9 @@ FUZZ_MAX_BYTES = 1 << 24
 """The decoded-size limit the targets decode under: keeps each execution small, and bombs are rejected."""
 
 
-def _file(tensors: dict[str, np.ndarray], chunk: int) -> bytes:
+def _file(tensors: dict[str, np.ndarray], chunk: int, prefer: str = "ratio") -> bytes:
     out = io.BytesIO()
-    container.write(out, *api.encode_tensors(tensors, {"seed": "fuzz"}, chunk_size=chunk))
+    container.write(out, *api.encode_tensors(tensors, {"seed": "fuzz"}, chunk_size=chunk, prefer=prefer))
     return out.getvalue()
 
 
@@ -63,8 +63,20 @@ def _float_file() -> bytes:
     return _file(tensors, 256)
 
 
+def _speed_file() -> bytes:
+    """Written for speed: F8_E4M3 and I8 split "nibbles" (an odd count, a coded low plane), F16 with one coded plane."""
+    rng = np.random.default_rng(2)
+    tensors = {
+        "q": rng.normal(0, 1, 900).astype(ml_dtypes.float8_e4m3fn),
+        "i": np.clip(np.round(rng.normal(0, 12, 701)), -127, 127).astype(np.int8),
+        "u": (rng.integers(0, 16, 600) << 4 | rng.integers(0, 3, 600)).astype(np.uint8),
+        "h": np.round(rng.normal(0, 40, 500)).astype(np.float16),
+    }
+    return _file(tensors, 256, "speed")
+
+
 SEED = _seed_file()
-SEEDS = (SEED, _float_file())
+SEEDS = (SEED, _float_file(), _speed_file())
 """Valid files the mutation targets start from (small, so that each execution is fast)."""
 _PARTS = [take_apart(s) for s in SEEDS]
 
