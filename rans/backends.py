@@ -5,8 +5,8 @@ A backend is a module with ``encode(plane, chunk, freq, lanes=None)`` and
 :mod:`rans.reference.coder`), and optionally ``plan(plane, chunk)`` (a
 plane's mode and table, as :func:`rans.codec.plan_counts` chooses them from
 the plane's counts), ``split`` and ``join`` (those of
-:func:`rans.dtypes.split` and :func:`rans.dtypes.join`) and
-``available() -> bool``. A backend that works on whole tensors instead
+:func:`rans.dtypes.split` and :func:`rans.dtypes.join`), ``count`` (that of
+:func:`rans.reference.tables.count`) and ``available() -> bool``. A backend that works on whole tensors instead
 (the GPU's) has ``encode_tensor`` and ``decode_tensor`` with the
 signatures of :func:`rans.codec.encode_tensor` and
 :func:`rans.codec.decode_tensor`. Every backend writes the same bytes.
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import dtypes
+from .reference import tables
 from .errors import InvalidArgumentError, RansError
 
 MODULES: dict[str, str] = {
@@ -82,6 +83,8 @@ class Backend:
     """``plan(plane, chunk) -> (mode, table or None)``; ``None``: :func:`rans.codec.plan_counts` on the reference's counts."""
     split: Callable[..., Any] = dtypes.split
     join: Callable[..., Any] = dtypes.join
+    count: Callable[..., Any] = tables.count
+    """``count(plane) -> int64[256]``, the byte counts of a plane."""
     encode_tensor: Callable[..., Any] | None = None
     decode_tensor: Callable[..., Any] | None = None
     large: _Gpu | None = None
@@ -221,5 +224,5 @@ def _load(name: str) -> Backend:
         raise InvalidArgumentError(f"backend {name!r} is not available: {e}") from None
     if not getattr(module, "available", lambda: True)():
         raise InvalidArgumentError(f"backend {name!r} is not available on this machine")
-    parts = {f: getattr(module, f) for f in ("plan", "split", "join", "encode_tensor", "decode_tensor") if hasattr(module, f)}
+    parts = {f: getattr(module, f) for f in ("plan", "split", "join", "count", "encode_tensor", "decode_tensor") if hasattr(module, f)}
     return Backend(name, getattr(module, "encode", None), getattr(module, "decode", None), **parts)

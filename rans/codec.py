@@ -96,7 +96,7 @@ def encode_tensor(
         planes = backend.split(array, split)
         plans = [_plan_plane(p, chunk, backend) for p in planes]
         if prefer == "speed":
-            plans = _one_coded(planes, plans, chunk)
+            plans = _one_coded(planes, plans, chunk, backend.count)
         if split == "none" or any(mode != "raw" for mode, _ in plans):
             break
     entry = container.Entry(name, dtype, tuple(int(d) for d in array.shape))
@@ -117,18 +117,18 @@ def encode_tensor(
 
 
 def _one_coded(
-    planes: list[np.ndarray], plans: list[tuple[str, np.ndarray | None]], chunk: int
+    planes: list[np.ndarray], plans: list[tuple[str, np.ndarray | None]], chunk: int, count: Callable[[np.ndarray], np.ndarray]
 ) -> list[tuple[str, np.ndarray | None]]:
     """``plans`` with one coded plane at most: the one whose estimated section saves the most bytes
-    (the first of equals); the other coded planes become raw. A GPU decodes a tensor of one coded plane
-    in one pass, joining the others as it goes."""
+    (the first of equals; ``count`` counts a plane's bytes); the other coded planes become raw. A GPU
+    decodes a tensor of one coded plane in one pass, joining the others as it goes."""
     coded = [j for j, (mode, _) in enumerate(plans) if mode == "coded"]
     if len(coded) < 2:
         return plans
 
     def saving(j: int) -> int:
         freq = plans[j][1]
-        return planes[j].size - estimate_coded(tables.count(planes[j]), freq, planes[j].size, chunk, tables.serialized_size(freq))
+        return planes[j].size - estimate_coded(count(planes[j]), freq, planes[j].size, chunk, tables.serialized_size(freq))
 
     keep = max(coded, key=lambda j: (saving(j), -j))
     return [("raw", None) if j in coded and j != keep else plan for j, plan in enumerate(plans)]

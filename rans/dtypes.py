@@ -96,7 +96,8 @@ def name_of(dtype: np.dtype) -> str:
 
 NIBBLE_DTYPES = ("U8", "I8", "F8_E4M3", "F8_E5M2")
 """The dtypes split ``"nibbles"`` allows."""
-_FLOAT8 = ("F8_E4M3", "F8_E5M2")
+FLOAT8 = ("F8_E4M3", "F8_E5M2")
+"""The float8 dtypes, whose nibbles under split ``"nibbles"`` are the 4 bits under the sign and the sign over the 3 lowest."""
 
 PREFERENCES = ("ratio", "speed")
 """What a writer favours (``prefer=`` of :func:`rans.compress`): the smallest file, or the fastest
@@ -152,7 +153,7 @@ def split(array: np.ndarray, split: str) -> list[np.ndarray]:
         as_bytes = flat.view(np.uint8).reshape(-1, size)
         return [np.ascontiguousarray(as_bytes[:, j]) for j in range(size)]
     if split == "nibbles":
-        return _split_nibbles(flat.view(np.uint8), name_of(flat.dtype) in _FLOAT8)
+        return _split_nibbles(flat.view(np.uint8), name_of(flat.dtype) in FLOAT8)
     v = flat.view(_UINT[size])
     if size == 2:
         exponent = (v >> 7).astype(np.uint8)
@@ -170,7 +171,7 @@ def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, 
     if split == "none":
         return np.ascontiguousarray(planes[0]).view(dtype).reshape(shape)
     if split == "nibbles":
-        return _join_nibbles(planes[0], planes[1], name in _FLOAT8, math.prod(shape)).view(dtype).reshape(shape)
+        return _join_nibbles(planes[0], planes[1], name in FLOAT8, math.prod(shape)).view(dtype).reshape(shape)
     n = planes[0].size
     if split == "bytes":
         out = np.empty((n, size), dtype=np.uint8)

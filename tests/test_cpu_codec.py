@@ -158,7 +158,8 @@ def test_count_split_and_join_equal_the_reference(dtype: str, n: int) -> None:
         assert joined.tobytes() == x.tobytes()
 
 
-@given(st.sampled_from(["BF16", "F16", "F32", "I16", "I32"]), st.integers(0, 3000), st.binary(min_size=8, max_size=8))
+@given(st.sampled_from(["BF16", "F16", "F32", "I16", "I32", *dtypes.NIBBLE_DTYPES]), st.integers(0, 3000),
+       st.binary(min_size=8, max_size=8))
 def test_split_and_join_of_any_bits_equal_the_reference(dtype: str, n: int, seed: bytes) -> None:
     """Every bit pattern (NaNs, infinities, subnormals, negative zero) splits into the reference's planes and
     joins back, whether the compiled loops run on one thread or on all of them."""

@@ -8,6 +8,7 @@ temporaries and run on one core, and cost more than coding the planes.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numba as nb
@@ -95,6 +96,74 @@ def _split_float32_parallel(v, exponent, sign_high, middle, low):
         _split_float32(v[s], exponent[s], sign_high[s], middle[s], low[s])
 
 
+@nb.njit(cache=True, nogil=True)
+def _split_nibbles(pairs, float8, high, low):
+    """Split "nibbles" of element pairs (``uint16``: element ``2i`` in the low byte) into symbols ``i``."""
+    for i in range(pairs.size):
+        w = pairs[i]
+        if float8:
+            high[i] = np.uint8(((w >> 3) & 0x0F) | ((w >> 7) & 0xF0))
+            low[i] = np.uint8((w & 0x07) | ((w >> 4) & 0x78) | ((w >> 8) & 0x80))
+        else:
+            high[i] = np.uint8(((w >> 4) & 0x0F) | ((w >> 8) & 0xF0))
+            low[i] = np.uint8((w & 0x0F) | ((w >> 4) & 0xF0))
+
+
+@nb.njit(cache=True, nogil=True)
+def _join_nibbles(high, low, float8, pairs):
+    """The element pairs whose split "nibbles" is ``high`` and ``low`` (the inverse of :func:`_split_nibbles`)."""
+    for i in range(pairs.size):
+        h = np.uint16(high[i])
+        h = (h | (h << 4)) & 0x0F0F
+        lo = np.uint16(low[i])
+        lo = (lo | (lo << 4)) & 0x0F0F
+        if float8:
+            pairs[i] = ((lo & 0x0808) << 4) | (h << 3) | (lo & 0x0707)
+        else:
+            pairs[i] = (h << 4) | lo
+
+
+@nb.njit(parallel=True, cache=True)
+def _split_nibbles_parallel(pairs, float8, high, low):
+    for b in nb.prange((pairs.size + _SPAN - 1) // _SPAN):
+        s = slice(b * _SPAN, (b + 1) * _SPAN)
+        _split_nibbles(pairs[s], float8, high[s], low[s])
+
+
+@nb.njit(parallel=True, cache=True)
+def _join_nibbles_parallel(high, low, float8, pairs):
+    for b in nb.prange((pairs.size + _SPAN - 1) // _SPAN):
+        s = slice(b * _SPAN, (b + 1) * _SPAN)
+        _join_nibbles(high[s], low[s], float8, pairs[s])
+
+
+def _nibbles_split(array: np.ndarray) -> list[np.ndarray]:
+    """Split "nibbles" of a 1-byte array, compiled: element pairs as ``uint16``, an odd last element as a pair with 0."""
+    b = array.reshape(-1).view(np.uint8)
+    float8 = dtypes.name_of(array.dtype) in dtypes.FLOAT8
+    m = (b.size + 1) // 2
+    high, low = np.empty(m, dtype=np.uint8), np.empty(m, dtype=np.uint8)
+    pairs = b[: b.size // 2 * 2].view("<u2")
+    (_split_nibbles if b.size < PARALLEL_MIN else _split_nibbles_parallel)(pairs, float8, high, low)
+    if b.size % 2:
+        _split_nibbles(np.array([b[-1]], dtype="<u2"), float8, high[-1:], low[-1:])
+    return [high, low]
+
+
+def _nibbles_join(high: np.ndarray, low: np.ndarray, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Join planes of split "nibbles" into an array of dtype ``name`` and ``shape``, compiled."""
+    n = math.prod(shape)
+    float8 = name in dtypes.FLOAT8
+    out = np.empty(n, dtype=np.uint8)
+    pairs = out[: n // 2 * 2].view("<u2")
+    (_join_nibbles if n < PARALLEL_MIN else _join_nibbles_parallel)(high, low, float8, pairs)
+    if n % 2:
+        last = np.empty(1, dtype="<u2")
+        _join_nibbles(high[-1:], low[-1:], float8, last)
+        out[-1] = last[0] & 0xFF
+    return out.view(dtypes.DTYPES[name]).reshape(shape)
+
+
 @nb.njit(parallel=True, cache=True)
 def _gather(b, j, size, plane):
     for i in nb.prange(plane.size):
@@ -160,7 +229,9 @@ def split(array: np.ndarray, split: str) -> list[np.ndarray]:
     flat = array.reshape(-1)
     size = flat.dtype.itemsize
     small = flat.size < PARALLEL_MIN
-    if split in ("none", "nibbles") or (split == "bytes" and small):
+    if split == "nibbles":
+        return _nibbles_split(flat)
+    if split == "none" or (split == "bytes" and small):
         return dtypes.split(array, split)
     n = flat.size
     out = [np.empty(n, dtype=np.uint8) for _ in range(size)]
@@ -180,7 +251,9 @@ def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, 
     size = dtype.itemsize
     n = planes[0].size
     small = n < PARALLEL_MIN
-    if split in ("none", "nibbles") or (split == "bytes" and small):
+    if split == "nibbles":
+        return _nibbles_join(np.ascontiguousarray(planes[0]), np.ascontiguousarray(planes[1]), name, shape)
+    if split == "none" or (split == "bytes" and small):
         return dtypes.join(planes, name, split, shape)
     if split == "bytes":
         out = np.empty(n * size, dtype=np.uint8)
