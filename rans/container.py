@@ -204,8 +204,7 @@ def header_room(tensors: Iterable[tuple[str, str, tuple[int, ...]]], metadata: d
     for name, dtype, shape in tensors:
         entry = Entry(name, dtype, tuple(shape))
         widest = 10 ** len(str(max(entry.nbytes, 1))) - 1  # no section is longer than the tensor
-        planes = max(1, dtypes.DTYPES[dtype].itemsize)
-        entry.planes = [Plane("coded", widest) for _ in range(planes)]
+        entry.planes = [Plane("coded", widest) for _ in range(_PLANE_COUNTS[dtype][-1])]
         entry.crc = 10**10 - 1
         entries.append(entry)
     n = len(_json(entries, metadata))
