@@ -6,7 +6,8 @@ A backend is a module with ``encode(plane, chunk, freq, lanes=None)`` and
 plane's mode and table, as :func:`rans.codec.plan_counts` chooses them from
 the plane's counts), ``split`` and ``join`` (those of
 :func:`rans.dtypes.split` and :func:`rans.dtypes.join`), ``count`` (that of
-:func:`rans.reference.tables.count`) and ``available() -> bool``. A backend that works on whole tensors instead
+:func:`rans.reference.tables.count`), ``counts(array, split)`` (every plane's
+counts at once, or ``None``) and ``available() -> bool``. A backend that works on whole tensors instead
 (the GPU's) has ``encode_tensor`` and ``decode_tensor`` with the
 signatures of :func:`rans.codec.encode_tensor` and
 :func:`rans.codec.decode_tensor`. Every backend writes the same bytes.
@@ -80,11 +81,15 @@ class Backend:
     encode: Callable[..., Any] | None
     decode: Callable[..., Any] | None
     plan: Callable[..., Any] | None = None
-    """``plan(plane, chunk) -> (mode, table or None)``; ``None``: :func:`rans.codec.plan_counts` on the reference's counts."""
+    """``plan(plane, chunk, counts) -> (mode, table or None)`` (``counts`` the plane's byte counts, or ``None``: the
+    backend counts); ``None``: :func:`rans.codec.plan_counts` on the reference's counts."""
     split: Callable[..., Any] = dtypes.split
     join: Callable[..., Any] = dtypes.join
     count: Callable[..., Any] = tables.count
     """``count(plane) -> int64[256]``, the byte counts of a plane."""
+    counts: Callable[..., Any] | None = None
+    """``counts(array, split) -> [int64[256], ...] or None``: every plane's byte counts from the elements, where
+    the backend counts them so; ``None`` (or a ``None`` result): each plane is counted on its own."""
     encode_tensor: Callable[..., Any] | None = None
     decode_tensor: Callable[..., Any] | None = None
     large: _Gpu | None = None
@@ -224,5 +229,5 @@ def _load(name: str) -> Backend:
         raise InvalidArgumentError(f"backend {name!r} is not available: {e}") from None
     if not getattr(module, "available", lambda: True)():
         raise InvalidArgumentError(f"backend {name!r} is not available on this machine")
-    parts = {f: getattr(module, f) for f in ("plan", "split", "join", "count", "encode_tensor", "decode_tensor") if hasattr(module, f)}
+    parts = {f: getattr(module, f) for f in ("plan", "split", "join", "count", "counts", "encode_tensor", "decode_tensor") if hasattr(module, f)}
     return Backend(name, getattr(module, "encode", None), getattr(module, "decode", None), **parts)

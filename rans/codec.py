@@ -32,11 +32,14 @@ def estimate_coded(counts: np.ndarray, freq: np.ndarray, n: int, chunk: int, tab
     return layout.words_at + -(-bits // 8)
 
 
-def _plan_plane(plane: np.ndarray, chunk: int, backend: backends.Backend) -> tuple[str, np.ndarray | None]:
-    """The mode for one plane, and its frequency table if it is to be coded."""
+def _plan_plane(
+    plane: np.ndarray, chunk: int, backend: backends.Backend, counts: np.ndarray | None = None
+) -> tuple[str, np.ndarray | None]:
+    """The mode for one plane, and its frequency table if it is to be coded (``counts``: the plane's byte
+    counts where they are known)."""
     if backend.plan is not None:
-        return backend.plan(plane, chunk)
-    return plan_counts(tables.count(plane), plane.size, chunk)
+        return backend.plan(plane, chunk, counts)
+    return plan_counts(tables.count(plane) if counts is None else counts, plane.size, chunk)
 
 
 def plan_counts(
@@ -94,9 +97,10 @@ def encode_tensor(
         raise InvalidArgumentError(f"tensor {name!r}: a BOOL array holds bytes other than 0 and 1")
     for split in dtypes.splits_of(dtype, prefer):
         planes = backend.split(array, split)
-        plans = [_plan_plane(p, chunk, backend) for p in planes]
+        counts = backend.counts(array, split) if backend.counts is not None else None
+        plans = [_plan_plane(p, chunk, backend, None if counts is None else counts[j]) for j, p in enumerate(planes)]
         if prefer == "speed":
-            plans = _one_coded(planes, plans, chunk, backend.count)
+            plans = _one_coded(planes, plans, chunk, lambda j: backend.count(planes[j]) if counts is None else counts[j])
         if split == "none" or any(mode != "raw" for mode, _ in plans):
             break
     entry = container.Entry(name, dtype, tuple(int(d) for d in array.shape))
@@ -117,18 +121,18 @@ def encode_tensor(
 
 
 def _one_coded(
-    planes: list[np.ndarray], plans: list[tuple[str, np.ndarray | None]], chunk: int, count: Callable[[np.ndarray], np.ndarray]
+    planes: list[np.ndarray], plans: list[tuple[str, np.ndarray | None]], chunk: int, count: Callable[[int], np.ndarray]
 ) -> list[tuple[str, np.ndarray | None]]:
     """``plans`` with one coded plane at most: the one whose estimated section saves the most bytes
-    (the first of equals; ``count`` counts a plane's bytes); the other coded planes become raw. A GPU
-    decodes a tensor of one coded plane in one pass, joining the others as it goes."""
+    (the first of equals; ``count(j)`` is plane ``j``'s byte counts); the other coded planes become raw.
+    A GPU decodes a tensor of one coded plane in one pass, joining the others as it goes."""
     coded = [j for j, (mode, _) in enumerate(plans) if mode == "coded"]
     if len(coded) < 2:
         return plans
 
     def saving(j: int) -> int:
         freq = plans[j][1]
-        return planes[j].size - estimate_coded(count(planes[j]), freq, planes[j].size, chunk, tables.serialized_size(freq))
+        return planes[j].size - estimate_coded(count(j), freq, planes[j].size, chunk, tables.serialized_size(freq))
 
     keep = max(coded, key=lambda j: (saving(j), -j))
     return [("raw", None) if j in coded and j != keep else plan for j, plan in enumerate(plans)]

@@ -170,6 +170,27 @@ def test_split_and_join_of_any_bits_equal_the_reference(dtype: str, n: int, seed
         assert cpu.join(ours, dtype, split, x.shape).tobytes() == x.tobytes()
 
 
+@LENIENT
+@given(st.sampled_from(["BF16", "F16", "F32", "I16", "U16", "I32", "U32"]), st.integers(0, 3000), st.binary(min_size=8, max_size=8))
+def test_counts_of_every_plane_from_the_elements_equal_the_reference(paths: str, dtype: str, n: int, seed: bytes) -> None:
+    """Every plane's byte counts from one histogram of the elements' 16-bit halves, for any bits: the reference's
+    counts of each plane (on the small-plane path the planes are counted one at a time: ``None``)."""
+    x = np.random.default_rng(list(seed)).integers(0, 256, n * dtypes.DTYPES[dtype].itemsize, dtype=np.uint8).view(dtypes.DTYPES[dtype])
+    for split in dtypes.splits_of(dtype):
+        got = cpu.counts(x, split)
+        if got is None:
+            assert split == "none" or paths == "one-thread" or n == 0
+            continue
+        assert [c.tolist() for c in got] == [tables.count(p).tolist() for p in dtypes.split(x, split)]
+
+
+@pytest.mark.parametrize("parts", [1, 2, 7])
+def test_halves_counted_in_any_number_of_parts(parts: int) -> None:
+    """The 16-bit histogram is the same whatever the number of parts (more than the threads past 2**30 halves)."""
+    halves = np.random.default_rng(parts).integers(0, 1 << 16, 100_003).astype(np.uint16)
+    assert np.array_equal(planes_module._count_halves(halves, parts), np.bincount(halves, minlength=1 << 16))
+
+
 @pytest.mark.parametrize("start", [0, 1, 5, 8])
 @pytest.mark.parametrize("kind", ["uniform", "runs"])
 def test_count_of_a_long_plane(start: int, kind: str) -> None:

@@ -14,8 +14,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .coder import decode, encode  # noqa: E402
 from .modes import plan  # noqa: E402
-from .planes import count, join, split  # noqa: E402
+from .planes import count, counts, join, split  # noqa: E402
 from .tables import quantize, serialized_size  # noqa: E402
 from .tensors import decode_tensor  # noqa: E402
 
-__all__ = ["encode", "decode", "plan", "count", "quantize", "serialized_size", "split", "join", "decode_tensor"]
+__all__ = ["encode", "decode", "plan", "count", "counts", "quantize", "serialized_size", "split", "join", "decode_tensor"]

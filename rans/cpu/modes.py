@@ -94,7 +94,7 @@ def _plan(plane, counts, chunk, lanes, cost, precision_bits, prob_bits, fraction
     return (2, freq) if estimate < n else (0, freq)
 
 
-def plan(plane: np.ndarray, chunk: int) -> tuple[str, np.ndarray | None]:
+def plan(plane: np.ndarray, chunk: int, counts: np.ndarray | None = None) -> tuple[str, np.ndarray | None]:
     """The mode of a plane of byte symbols and its table if it is to be coded, as
     :func:`rans.codec.plan_counts` chooses them from the plane's counts.
 
@@ -113,6 +113,9 @@ def plan(plane: np.ndarray, chunk: int) -> tuple[str, np.ndarray | None]:
         ``uint8`` symbols, one-dimensional.
     chunk : int
         Symbols per chunk of its section.
+    counts : numpy.ndarray, optional
+        The plane's byte counts (``int64[256]``) where the caller has them
+        (:func:`rans.cpu.planes.counts`); by default they are counted here.
 
     Returns
     -------
@@ -120,7 +123,10 @@ def plan(plane: np.ndarray, chunk: int) -> tuple[str, np.ndarray | None]:
         ``("coded", int64[256] table)``, ``("raw", None)`` or ``("const", None)``.
     """
     plane = np.ascontiguousarray(plane, dtype=np.uint8).reshape(-1)
-    counts = _NO_COUNTS if plane.size < kernels.PARALLEL_MIN else count(plane)  # small: counted in the call
+    if counts is None:
+        counts = _NO_COUNTS if plane.size < kernels.PARALLEL_MIN else count(plane)  # small: counted in the call
+    else:
+        counts = np.ascontiguousarray(counts, dtype=np.int64)
     options = (tables.COST, tables.PRECISION_BITS, PROB_BITS, tables.COST_FRACTION_BITS)
     mode, freq = _plan(plane, counts, chunk, lanes_for(plane.size), *options)
     return MODES[mode], (freq if mode == 2 else None)
