@@ -88,8 +88,8 @@ class Backend:
     count: Callable[..., Any] = tables.count
     """``count(plane) -> int64[256]``, the byte counts of a plane."""
     counts: Callable[..., Any] | None = None
-    """``counts(array, split) -> [int64[256], ...] or None``: every plane's byte counts from the elements, where
-    the backend counts them so; ``None`` (or a ``None`` result): each plane is counted on its own."""
+    """``counts(array, split) -> [int64[256] or None, ...] or None``: planes' byte counts from the elements, where
+    the backend counts them so; ``None`` (a function, a result or an entry): the plane is counted on its own."""
     encode_tensor: Callable[..., Any] | None = None
     decode_tensor: Callable[..., Any] | None = None
     large: _Gpu | None = None

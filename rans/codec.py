@@ -97,10 +97,10 @@ def encode_tensor(
         raise InvalidArgumentError(f"tensor {name!r}: a BOOL array holds bytes other than 0 and 1")
     for split in dtypes.splits_of(dtype, prefer):
         planes = backend.split(array, split)
-        counts = backend.counts(array, split) if backend.counts is not None else None
-        plans = [_plan_plane(p, chunk, backend, None if counts is None else counts[j]) for j, p in enumerate(planes)]
+        known = (backend.counts(array, split) if backend.counts is not None else None) or [None] * len(planes)
+        plans = [_plan_plane(p, chunk, backend, c) for p, c in zip(planes, known)]
         if prefer == "speed":
-            plans = _one_coded(planes, plans, chunk, lambda j: backend.count(planes[j]) if counts is None else counts[j])
+            plans = _one_coded(planes, plans, chunk, lambda j: backend.count(planes[j]) if known[j] is None else known[j])
         if split == "none" or any(mode != "raw" for mode, _ in plans):
             break
     entry = container.Entry(name, dtype, tuple(int(d) for d in array.shape))

