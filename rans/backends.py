@@ -8,9 +8,9 @@ the plane's counts), ``split`` and ``join`` (those of
 :func:`rans.dtypes.split` and :func:`rans.dtypes.join`), ``count`` (that of
 :func:`rans.reference.tables.count`), ``counts(array, split)`` (every plane's
 counts at once, or ``None``) and ``available() -> bool``. A backend that works on whole tensors instead
-(the GPU's) has ``encode_tensor`` and ``decode_tensor`` with the
-signatures of :func:`rans.codec.encode_tensor` and
-:func:`rans.codec.decode_tensor`. Every backend writes the same bytes.
+(the GPU's) has ``encode_tensor(array, name, chunk, workers, prefer)`` and
+``decode_tensor(entry, buf, verify)``, those of :func:`rans.codec.encode_tensor`
+and :func:`rans.codec.decode_tensor` without the backend. Every backend writes the same bytes.
 
 ``"auto"`` is the CPU backend (the reference where Numba is missing) and,
 where a CUDA GPU is found, the GPU backend for the tensors it codes faster
@@ -215,7 +215,9 @@ def _guarded(gpu: Backend, host: Backend) -> Backend:
 
     return dataclasses.replace(
         gpu,
-        encode_tensor=guard(gpu.encode_tensor, lambda a, name, chunk, workers=1: codec.encode_tensor(a, name, chunk, workers, host)),
+        encode_tensor=guard(
+            gpu.encode_tensor, lambda a, name, chunk, workers=1, prefer="ratio": codec.encode_tensor(a, name, chunk, workers, host, prefer)
+        ),
         decode_tensor=guard(gpu.decode_tensor, lambda entry, buf, verify=True: codec.decode_tensor(entry, buf, verify, host)),
     )
 

@@ -82,14 +82,11 @@ def encode_tensor(
     once coded, so at most the planes not yet coded and the sections made
     so far are held at once. ``prefer="speed"`` takes the dtype's split for
     ``"speed"`` (:func:`rans.dtypes.splits_of`) and codes one plane at most
-    (:func:`_one_coded`); the GPU encoder makes only the ``"ratio"`` files,
-    so such a tensor is coded on the host.
+    (:func:`_one_coded`).
     """
     backend = (backend or backends.get()).pick("encode", array.nbytes)
-    if backend.encode_tensor is not None and (prefer == "ratio" or backend.encode is not None):
-        return backend.encode_tensor(array, name, chunk)
-    if backend.encode is None:
-        backend = backends.host()
+    if backend.encode_tensor is not None:
+        return backend.encode_tensor(array, name, chunk, workers, prefer)
     encode = functools.partial(coder.encode, workers=workers) if backend.name == "reference" else backend.encode
     dtype = dtypes.name_of(array.dtype)
     array = np.asarray(array, dtype=dtypes.DTYPES[dtype], order="C")
@@ -98,9 +95,11 @@ def encode_tensor(
     for split in dtypes.splits_of(dtype, prefer):
         planes = backend.split(array, split)
         known = (backend.counts(array, split) if backend.counts is not None else None) or [None] * len(planes)
+        if prefer == "speed":  # the one-coded rule needs every plane's counts: counted once, for the plans too
+            known = [backend.count(p) if c is None else c for p, c in zip(planes, known)]
         plans = [_plan_plane(p, chunk, backend, c) for p, c in zip(planes, known)]
         if prefer == "speed":
-            plans = _one_coded(planes, plans, chunk, lambda j: backend.count(planes[j]) if known[j] is None else known[j])
+            plans = _one_coded(planes, plans, chunk, known)
         if split == "none" or any(mode != "raw" for mode, _ in plans):
             break
     entry = container.Entry(name, dtype, tuple(int(d) for d in array.shape))
@@ -121,10 +120,10 @@ def encode_tensor(
 
 
 def _one_coded(
-    planes: list[np.ndarray], plans: list[tuple[str, np.ndarray | None]], chunk: int, count: Callable[[int], np.ndarray]
+    planes: list[np.ndarray], plans: list[tuple[str, np.ndarray | None]], chunk: int, counts: list[np.ndarray]
 ) -> list[tuple[str, np.ndarray | None]]:
     """``plans`` with one coded plane at most: the one whose estimated section saves the most bytes
-    (the first of equals; ``count(j)`` is plane ``j``'s byte counts); the other coded planes become raw.
+    (the first of equals; ``counts[j]`` is plane ``j``'s byte counts); the other coded planes become raw.
     A GPU decodes a tensor of one coded plane in one pass, joining the others as it goes."""
     coded = [j for j, (mode, _) in enumerate(plans) if mode == "coded"]
     if len(coded) < 2:
@@ -132,7 +131,7 @@ def _one_coded(
 
     def saving(j: int) -> int:
         freq = plans[j][1]
-        return planes[j].size - estimate_coded(count(j), freq, planes[j].size, chunk, tables.serialized_size(freq))
+        return planes[j].size - estimate_coded(counts[j], freq, planes[j].size, chunk, tables.serialized_size(freq))
 
     keep = max(coded, key=lambda j: (saving(j), -j))
     return [("raw", None) if j in coded and j != keep else plan for j, plan in enumerate(plans)]

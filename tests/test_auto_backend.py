@@ -28,11 +28,11 @@ class FakeGpu:
         self.fail: Exception | None = None
         self.loads = 0
 
-    def encode_tensor(self, array: Any, name: str, chunk: int) -> Any:
+    def encode_tensor(self, array: Any, name: str, chunk: int, workers: int = 1, prefer: str = "ratio") -> Any:
         self.calls.append("encode")
         if self.fail:
             raise self.fail
-        return codec.encode_tensor(array, name, chunk, 1, backends.get("cpu"))
+        return codec.encode_tensor(array, name, chunk, workers, backends.get("cpu"), prefer)
 
     def decode_tensor(self, entry: Any, buf: memoryview, verify: bool) -> Any:
         self.calls.append("decode")

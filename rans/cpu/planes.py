@@ -122,8 +122,10 @@ def counts(array: np.ndarray, split: str) -> list[np.ndarray | None] | None:
     [True, True, None, None]
     """
     flat = array.reshape(-1)
+    if flat.size < max(PARALLEL_MIN, 1):
+        return None
     name = dtypes.name_of(flat.dtype)
-    if (name, split) not in (("BF16", "float"), ("F16", "bytes"), ("F32", "float")) or flat.size < max(PARALLEL_MIN, 1):
+    if (name, split) not in (("BF16", "float"), ("F16", "bytes"), ("F32", "float")):
         return None
     out: list[np.ndarray | None] = [np.zeros(256, dtype=np.int64), np.zeros(256, dtype=np.int64)]
     halves = flat.view("<u2").reshape(-1, flat.dtype.itemsize // 2)
@@ -204,7 +206,7 @@ def _join_nibbles_parallel(high, low, float8, pairs):
         _join_nibbles(high[s], low[s], float8, pairs[s])
 
 
-def _nibbles_split(array: np.ndarray) -> list[np.ndarray]:
+def _nibble_planes(array: np.ndarray) -> list[np.ndarray]:
     """Split "nibbles" of a 1-byte array, compiled: element pairs as ``uint16``, an odd last element as a pair with 0."""
     b = array.reshape(-1).view(np.uint8)
     float8 = dtypes.name_of(array.dtype) in dtypes.FLOAT8
@@ -217,7 +219,7 @@ def _nibbles_split(array: np.ndarray) -> list[np.ndarray]:
     return [high, low]
 
 
-def _nibbles_join(high: np.ndarray, low: np.ndarray, name: str, shape: tuple[int, ...]) -> np.ndarray:
+def _from_nibble_planes(high: np.ndarray, low: np.ndarray, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """Join planes of split "nibbles" into an array of dtype ``name`` and ``shape``, compiled."""
     n = math.prod(shape)
     float8 = name in dtypes.FLOAT8
@@ -297,7 +299,7 @@ def split(array: np.ndarray, split: str) -> list[np.ndarray]:
     size = flat.dtype.itemsize
     small = flat.size < PARALLEL_MIN
     if split == "nibbles":
-        return _nibbles_split(flat)
+        return _nibble_planes(flat)
     if split == "none" or (split == "bytes" and small):
         return dtypes.split(array, split)
     n = flat.size
@@ -319,7 +321,7 @@ def join(planes: Sequence[np.ndarray], name: str, split: str, shape: tuple[int, 
     n = planes[0].size
     small = n < PARALLEL_MIN
     if split == "nibbles":
-        return _nibbles_join(np.ascontiguousarray(planes[0]), np.ascontiguousarray(planes[1]), name, shape)
+        return _from_nibble_planes(np.ascontiguousarray(planes[0]), np.ascontiguousarray(planes[1]), name, shape)
     if split == "none" or (split == "bytes" and small):
         return dtypes.join(planes, name, split, shape)
     if split == "bytes":

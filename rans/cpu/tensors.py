@@ -111,7 +111,7 @@ def _prepare(entry: container.Entry, buf: memoryview) -> list[coder.Prepared | N
     """Each coded plane's :class:`~rans.cpu.coder.Prepared` (``None`` for the other planes), or ``None``
     where :func:`decode_tensor` leaves the tensor to :func:`rans.codec.decode_planes`."""
     n = entry.size
-    if entry.split in ("none", "nibbles") or len(entry.planes) not in (2, 4) or n < kernels.PARALLEL_MIN:
+    if entry.split == "none" or dtypes.DTYPES[entry.dtype].itemsize not in (2, 4) or n < kernels.PARALLEL_MIN:
         return None
     prepared: list[coder.Prepared | None] = []
     for j, plane in enumerate(entry.planes):

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from .. import codec, container, dtypes
-from . import decoder
-from .encoder import encode_tensor
+from typing import Any
+
+from .. import backends, codec, container, dtypes
+from . import decoder, encoder
 
 __all__ = ["available", "decode_tensor", "encode_tensor"]
 
@@ -23,6 +24,17 @@ __all__ = ["available", "decode_tensor", "encode_tensor"]
 def available() -> bool:
     """Whether a CUDA GPU (or the CUDA simulator) is there."""
     return bool(cuda.is_available())
+
+
+def encode_tensor(
+    array: Any, name: str, chunk: int, workers: int = 1, prefer: str = "ratio"
+) -> tuple[container.Entry, list[Any]]:
+    """Code one tensor as :func:`rans.codec.encode_tensor` does: on the GPU (:func:`.encoder.encode_tensor`)
+    for the smallest file; a tensor written for speed (``prefer="speed"``) is coded by the host backend
+    (:func:`rans.backends.host`), the GPU encoder making the files for ratio only."""
+    if prefer != "ratio":
+        return codec.encode_tensor(array, name, chunk, workers, backends.host(), prefer)
+    return encoder.encode_tensor(array, name, chunk)
 
 
 def decode_tensor(entry: container.Entry, buf: memoryview, verify: bool = True) -> np.ndarray:
